@@ -1,0 +1,187 @@
+//! The database: one set of portable SQL run through sqlx's `Any` driver on SQLite or
+//! PostgreSQL, chosen once from the URL scheme. Each backend has its own migration folder.
+
+mod models;
+mod queries;
+
+pub use models::{ErrorRow, NewSubmission, StudentRow, SubmissionRow, SubmissionState};
+pub use queries::{CommitOutcome, StudentWithSubmission, Totals};
+
+use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
+use sqlx::migrate::Migrator;
+use sqlx::{Executor, Transaction};
+use std::future::Future;
+use std::time::Duration;
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
+
+/// Which database a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbKind {
+    /// `sqlite://path` or `sqlite:path`.
+    Sqlite,
+    /// `postgres://…` or `postgresql://…`.
+    Postgres,
+}
+
+impl DbKind {
+    /// Picks the backend from the URL scheme; anything else is refused.
+    pub fn from_url(url: &str) -> Result<Self, DbError> {
+        let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or_default();
+        match scheme {
+            "sqlite" => Ok(Self::Sqlite),
+            "postgres" | "postgresql" => Ok(Self::Postgres),
+            _ => Err(DbError::UnsupportedUrl(scheme.to_owned())),
+        }
+    }
+}
+
+/// What can go wrong talking to the database.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The URL scheme is neither SQLite nor PostgreSQL.
+    #[error(
+        "unsupported DATABASE_URL scheme {0:?}: use postgres://… (or postgresql://…) or sqlite://…"
+    )]
+    UnsupportedUrl(String),
+    /// A unique constraint refused the write.
+    #[error("duplicate value")]
+    Conflict,
+    /// The call did not finish within the configured timeout.
+    #[error("database call timed out")]
+    Timeout,
+    /// Anything else from the driver.
+    #[error(transparent)]
+    Sqlx(sqlx::Error),
+    /// A migration failed.
+    #[error(transparent)]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl From<sqlx::Error> for DbError {
+    fn from(error: sqlx::Error) -> Self {
+        match &error {
+            sqlx::Error::Database(e) if e.is_unique_violation() => Self::Conflict,
+            sqlx::Error::PoolTimedOut => Self::Timeout,
+            _ => Self::Sqlx(error),
+        }
+    }
+}
+
+/// Connection settings.
+#[derive(Debug, Clone)]
+pub struct DbOptions {
+    /// Largest number of pooled connections.
+    pub pool_size: u32,
+    /// Upper bound on any one database call, pool wait included.
+    pub timeout: Duration,
+}
+
+/// The database handle shared by the service.
+#[derive(Clone)]
+pub struct Db {
+    pool: AnyPool,
+    kind: DbKind,
+    timeout: Duration,
+}
+
+impl Db {
+    /// Connects (creating a SQLite file if needed) without migrating.
+    pub async fn connect(url: &str, options: &DbOptions) -> Result<Self, DbError> {
+        sqlx::any::install_default_drivers();
+        let kind = DbKind::from_url(url)?;
+        let url = match kind {
+            Kind::Sqlite if !url.contains("mode=") => {
+                let separator = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{separator}mode=rwc")
+            }
+            _ => url.to_owned(),
+        };
+        let timeout = options.timeout;
+        let pool = AnyPoolOptions::new()
+            .max_connections(options.pool_size)
+            .min_connections(0)
+            .acquire_timeout(timeout)
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    let setup = match kind {
+                        // WAL lets readers run beside the one writer; FULL makes a commit
+                        // durable before the 201 is sent; the busy timeout queues writers.
+                        Kind::Sqlite => format!(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {};",
+                            timeout.as_millis()
+                        ),
+                        Kind::Postgres => format!(
+                            "SET synchronous_commit = on; SET statement_timeout = {}; \
+                             SET lock_timeout = {};",
+                            timeout.as_millis(),
+                            timeout.as_millis()
+                        ),
+                    };
+                    conn.execute(sqlx::raw_sql(&setup)).await?;
+                    Ok(())
+                })
+            })
+            .connect_lazy(&url)?;
+        Ok(Self {
+            pool,
+            kind,
+            timeout,
+        })
+    }
+
+    /// Connects and brings the schema up to date.
+    pub async fn connect_and_migrate(url: &str, options: &DbOptions) -> Result<Self, DbError> {
+        let db = Self::connect(url, options).await?;
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    /// Applies pending migrations. PostgreSQL migrations hold an advisory lock, so replicas
+    /// starting together take turns.
+    pub async fn migrate(&self) -> Result<(), DbError> {
+        let migrator = match self.kind {
+            Kind::Sqlite => &SQLITE_MIGRATIONS,
+            Kind::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Which backend this is.
+    pub fn kind(&self) -> DbKind {
+        self.kind
+    }
+
+    /// Answers when the database does.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        self.timed(async { sqlx::query("SELECT 1").execute(&self.pool).await })
+            .await
+            .map(drop)
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Runs one database call under the configured timeout.
+    async fn timed<T>(
+        &self,
+        call: impl Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T, DbError> {
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(result) => result.map_err(DbError::from),
+            Err(_) => Err(DbError::Timeout),
+        }
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, sqlx::Any>, sqlx::Error> {
+        self.pool.begin().await
+    }
+}
+
+use DbKind as Kind;

@@ -1,0 +1,93 @@
+//! The use cases of the service and the rules they enforce, over the database and the store.
+
+mod spool;
+mod students;
+mod sweep;
+mod uploads;
+
+pub use spool::{Spool, SpoolError, SpooledFile};
+pub use students::StudentPage;
+pub use sweep::SweepReport;
+pub use uploads::{DownloadLink, LocalDownload, UploadCompletion, UploadSlot};
+
+use crate::db::{Db, DbError};
+use crate::domain::student::FieldError;
+use crate::storage::{BlobStore, StorageError};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The configurable rules of SPEC section 1.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    /// Largest accepted file, in bytes (a file of exactly this size is accepted).
+    pub max_submission_bytes: u64,
+    /// Accepted uploads per student.
+    pub submissions_per_student: i64,
+    /// Lifetime of a download URL.
+    pub download_url_expires: Duration,
+    /// How long a stored file is kept after its upload.
+    pub retention: Duration,
+    /// Upper bound on one storage call (also bounds how long a key stays reserved).
+    pub storage_timeout: Duration,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Self {
+            max_submission_bytes: 3 * 1024 * 1024,
+            submissions_per_student: 5,
+            download_url_expires: Duration::from_secs(600),
+            retention: Duration::from_secs(259_200),
+            storage_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Failures a use case reports; the HTTP layer maps each to a status code.
+#[derive(Debug, thiserror::Error)]
+pub enum DepositoryError {
+    /// Unknown code or nickname.
+    #[error("{0}")]
+    NotFound(&'static str),
+    /// The submission was replaced or expired.
+    #[error("{0}")]
+    Gone(&'static str),
+    /// Invalid fields of a new student.
+    #[error("invalid input")]
+    Invalid(Vec<FieldError>),
+    /// A refused request that uses no attempt (duplicate, limit reached, no file, …).
+    #[error("{0}")]
+    Unprocessable(String),
+    /// The file is over the size limit.
+    #[error("file too large")]
+    TooLarge,
+    /// The store failed; nothing was recorded.
+    #[error("storage failure: {0}")]
+    Storage(#[from] StorageError),
+    /// The database failed.
+    #[error("database failure: {0}")]
+    Database(#[from] DbError),
+}
+
+/// The service's core: rules over a database and a store.
+#[derive(Clone)]
+pub struct Depository {
+    /// The database.
+    pub db: Db,
+    /// The object store.
+    pub store: Arc<dyn BlobStore>,
+    /// The rules in force.
+    pub rules: Rules,
+}
+
+impl Depository {
+    /// Assembles the core.
+    pub fn new(db: Db, store: Arc<dyn BlobStore>, rules: Rules) -> Self {
+        Self { db, store, rules }
+    }
+
+    /// How long an upload's key stays reserved: enough for one store call and one commit.
+    fn reservation_lease(&self) -> Duration {
+        self.rules.storage_timeout * 2 + Duration::from_secs(60)
+    }
+}

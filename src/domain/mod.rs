@@ -1,0 +1,6 @@
+//! Validated values and pure rules: no I/O, no axum, no sqlx.
+
+pub mod codes;
+pub mod filename;
+pub mod student;
+pub mod time;

@@ -1,0 +1,63 @@
+//! Service routes: ping, demo token, health, fallbacks.
+
+use super::schemas::{ErrorBody, Health, Token};
+use super::{AppState, status_only};
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+/// Liveness ping of the original API.
+#[utoipa::path(get, path = "/", tag = "service",
+    responses((status = 200, description = "pong", content_type = "text/plain", body = String)))]
+pub async fn pong() -> &'static str {
+    "pong"
+}
+
+/// The examiner token, only in demo mode.
+#[utoipa::path(get, path = "/auth/token", tag = "service", responses(
+    (status = 200, description = "demo mode is on", body = Token),
+    (status = 404, description = "demo mode is off", body = ErrorBody)))]
+pub async fn auth_token(State(state): State<AppState>) -> Response {
+    match state.demo_token {
+        Some(token) => Json(Token { token }).into_response(),
+        None => not_found().await,
+    }
+}
+
+/// 200 while the process is alive.
+#[utoipa::path(get, path = "/healthz", tag = "service",
+    responses((status = 200, description = "alive", body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// 200 when the database and the store answer, 503 otherwise.
+#[utoipa::path(get, path = "/readyz", tag = "service", responses(
+    (status = 200, description = "ready", body = Health),
+    (status = 503, description = "a dependency is down", body = ErrorBody)))]
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let depository = &state.depository;
+    let (db, store) = tokio::join!(depository.db.ping(), depository.store.check());
+    match (db, store) {
+        (Ok(()), Ok(())) => Json(Health { status: "ready" }).into_response(),
+        (Err(error), _) => {
+            tracing::warn!(%error, "not ready: database");
+            status_only(StatusCode::SERVICE_UNAVAILABLE, "Database unavailable")
+        }
+        (_, Err(error)) => {
+            tracing::warn!(%error, "not ready: storage");
+            status_only(StatusCode::SERVICE_UNAVAILABLE, "Storage unavailable")
+        }
+    }
+}
+
+/// 404 for unknown paths.
+pub async fn not_found() -> Response {
+    status_only(StatusCode::NOT_FOUND, "Not Found")
+}
+
+/// 405 for known paths with another method.
+pub async fn method_not_allowed() -> Response {
+    status_only(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
+}

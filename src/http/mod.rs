@@ -1,0 +1,158 @@
+//! The HTTP layer: extract → call the depository → map. One `router()` lists every route.
+
+pub mod auth;
+pub mod error;
+mod files;
+mod meta;
+mod openapi;
+pub mod schemas;
+mod students;
+mod submissions;
+
+use crate::depository::Depository;
+use crate::storage::LocalStore;
+use auth::ApiKeys;
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Request};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use error::ApiError;
+use std::sync::Arc;
+use std::time::Duration;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+use tracing::Level;
+
+pub use openapi::ApiDoc;
+
+/// Everything a handler may need.
+#[derive(Clone)]
+pub struct AppState {
+    /// The core.
+    pub depository: Depository,
+    /// Examiner keys.
+    pub api_keys: Arc<ApiKeys>,
+    /// The key `GET /auth/token` hands out; `Some` only in demo mode.
+    pub demo_token: Option<String>,
+    /// The local store, when the app serves files itself.
+    pub local_files: Option<Arc<LocalStore>>,
+}
+
+/// Largest JSON or CSV body.
+pub const SMALL_BODY_LIMIT: usize = 256 * 1024;
+/// Room for multipart boundaries and part headers around the file.
+pub const MULTIPART_OVERHEAD: u64 = 64 * 1024;
+
+/// A JSON body whose rejections use the `{"detail": …}` shape.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct AppJson<T>(pub T);
+
+/// A query string whose rejections use the `{"detail": …}` shape.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct AppQuery<T>(pub T);
+
+/// The request id set by the request-id layer, for the `errors` table.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestId {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            parts
+                .headers
+                .get(REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+        ))
+    }
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The application router with every route and the cross-cutting layers.
+pub fn router(state: AppState) -> Router {
+    let upload_limit =
+        usize::try_from(state.depository.rules.max_submission_bytes + MULTIPART_OVERHEAD)
+            .unwrap_or(usize::MAX);
+    let api = Router::new()
+        .route("/", get(meta::pong))
+        .route("/auth/token", get(meta::auth_token))
+        .route("/healthz", get(meta::healthz))
+        .route("/readyz", get(meta::readyz))
+        .route(
+            "/students",
+            get(students::list_students).post(students::create_student),
+        )
+        .route(
+            "/students/{nickname}",
+            get(students::get_student).delete(students::delete_student),
+        )
+        .route(
+            "/submissions/{upload_code}",
+            get(submissions::get_upload_status)
+                .post(submissions::create_submission.layer(DefaultBodyLimit::max(upload_limit))),
+        )
+        .route(
+            "/verifications/{verification_code}/download_url",
+            get(submissions::get_download_url),
+        )
+        .route("/files/{key}", get(files::download_file))
+        .with_state(state);
+    api.merge(openapi::docs())
+        .fallback(meta::not_found)
+        .method_not_allowed_fallback(meta::method_not_allowed)
+        .layer(DefaultBodyLimit::max(SMALL_BODY_LIMIT))
+        .layer(
+            // Codes travel in paths, so spans name the route template, never the URI.
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request| {
+                    let route = request
+                        .extensions()
+                        .get::<MatchedPath>()
+                        .map_or("unmatched", MatchedPath::as_str);
+                    let request_id = request
+                        .headers()
+                        .get(REQUEST_ID)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default();
+                    tracing::info_span!("request", method = %request.method(), route, request_id)
+                })
+                .on_request(())
+                .on_response(
+                    tower_http::trace::DefaultOnResponse::new()
+                        .level(Level::INFO)
+                        .latency_unit(tower_http::LatencyUnit::Micros),
+                )
+                .on_failure(()),
+        )
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(SetResponseHeaderLayer::overriding(
+            HeaderName::from_static("x-content-type-options"),
+            HeaderValue::from_static("nosniff"),
+        ))
+}
+
+/// How long the server waits for requests in flight on shutdown.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+impl AppState {
+    /// The HTTP answer for a failed use case.
+    pub fn api_error(&self, error: crate::depository::DepositoryError) -> ApiError {
+        ApiError::from_depository(error, self.depository.rules.max_submission_bytes)
+    }
+}
+
+fn status_only(status: StatusCode, message: &'static str) -> axum::response::Response {
+    (status, Json(serde_json::json!({ "detail": message }))).into_response()
+}
+
+use axum::handler::Handler as _;

@@ -1,0 +1,264 @@
+//! Response bodies: the original API's shapes, plus additive fields.
+
+use crate::db::{StudentRow, SubmissionRow};
+use crate::depository::{DownloadLink, UploadCompletion};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// An accepted upload.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Submission {
+    /// Name of the stored object (random, not the student's file name).
+    pub file_name: String,
+    /// Lowercase hex MD5 of the stored bytes.
+    pub md5: String,
+    /// Size in bytes.
+    pub size_bytes: i64,
+    /// Code that unlocks the download URL.
+    pub verification_code: String,
+    /// Upload time, RFC 3339 UTC.
+    pub created_at: String,
+    /// Lowercase hex SHA-256 of the stored bytes.
+    pub sha256: String,
+    /// The file name the student's browser sent, sanitised.
+    pub original_filename: String,
+    /// Content type stored with the file.
+    pub content_type: String,
+    /// When retention deletes the file, RFC 3339 UTC.
+    pub expires_at: String,
+    /// 1 for the student's first accepted upload, and so on.
+    pub attempt: i64,
+}
+
+/// An accepted upload as the student sees it (no stored object name).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SubmissionReceipt {
+    /// Lowercase hex MD5 of the stored bytes.
+    pub md5: String,
+    /// Size in bytes.
+    pub size_bytes: i64,
+    /// Code that unlocks the download URL.
+    pub verification_code: String,
+    /// Upload time, RFC 3339 UTC.
+    pub created_at: String,
+    /// Lowercase hex SHA-256 of the stored bytes.
+    pub sha256: String,
+    /// The file name the student's browser sent, sanitised.
+    pub original_filename: String,
+    /// Content type stored with the file.
+    pub content_type: String,
+    /// When retention deletes the file, RFC 3339 UTC.
+    pub expires_at: String,
+    /// 1 for the student's first accepted upload, and so on.
+    pub attempt: i64,
+}
+
+/// A registered student.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Student {
+    /// Registration order.
+    pub id: i64,
+    /// Unique nickname.
+    pub nickname: String,
+    /// First name.
+    pub first_name: String,
+    /// Last name.
+    pub last_name: String,
+    /// E-mail address.
+    pub email: String,
+    /// The student's secret upload code.
+    pub upload_code: String,
+    /// Whether the student has uploaded.
+    pub has_submission: bool,
+    /// The latest accepted upload.
+    pub last_submission: Option<Submission>,
+    /// Registration time, RFC 3339 UTC.
+    pub created_at: String,
+    /// Accepted uploads so far.
+    pub uploads_used: i64,
+}
+
+/// The latest submission in a roster line.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SubmissionRef {
+    /// Upload time, RFC 3339 UTC.
+    pub created_at: String,
+    /// Its verification code.
+    pub verification_code: String,
+}
+
+/// A roster line.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StudentSummary {
+    /// Unique nickname.
+    pub nickname: String,
+    /// First name.
+    pub first_name: String,
+    /// Last name.
+    pub last_name: String,
+    /// Whether the student has uploaded.
+    pub has_submission: bool,
+    /// The latest accepted upload.
+    pub last_submission: Option<SubmissionRef>,
+    /// Accepted uploads so far.
+    pub uploads_used: i64,
+}
+
+/// Roster totals.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Totals {
+    /// Registered students.
+    pub total_students: i64,
+    /// Students with at least one submission.
+    pub total_submissions: i64,
+}
+
+/// The roster.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StudentList {
+    /// Totals over all students.
+    pub totals: Totals,
+    /// Students in registration order.
+    pub students: Vec<StudentSummary>,
+}
+
+/// A student's upload status.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UploadCompletionBody {
+    /// Attempts left.
+    pub uploads_available: i64,
+    /// Whether the student has uploaded.
+    pub has_submission: bool,
+    /// The latest accepted upload.
+    pub last_submission: Option<SubmissionReceipt>,
+}
+
+/// A short-lived download URL.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DownloadUrl {
+    /// The URL.
+    pub download_url: String,
+    /// Seconds it stays valid.
+    pub expires_seconds: u64,
+}
+
+/// The demo examiner token.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Token {
+    /// An examiner API key.
+    pub token: String,
+}
+
+/// An error.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// A human-readable message (a list of field errors on validation failures).
+    #[schema(value_type = Object)]
+    pub detail: serde_json::Value,
+}
+
+/// Liveness or readiness.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok` or `ready`.
+    pub status: &'static str,
+}
+
+impl From<&SubmissionRow> for Submission {
+    fn from(s: &SubmissionRow) -> Self {
+        Self {
+            file_name: s.storage_key.clone(),
+            md5: s.md5.clone(),
+            size_bytes: s.size_bytes,
+            verification_code: s.verification_code.clone(),
+            created_at: s.created_at.clone(),
+            sha256: s.sha256.clone(),
+            original_filename: s.original_filename.clone(),
+            content_type: s.content_type.clone(),
+            expires_at: s.expires_at.clone(),
+            attempt: s.attempt,
+        }
+    }
+}
+
+impl From<&SubmissionRow> for SubmissionReceipt {
+    fn from(s: &SubmissionRow) -> Self {
+        let Submission {
+            md5,
+            size_bytes,
+            verification_code,
+            created_at,
+            sha256,
+            original_filename,
+            content_type,
+            expires_at,
+            attempt,
+            ..
+        } = Submission::from(s);
+        Self {
+            md5,
+            size_bytes,
+            verification_code,
+            created_at,
+            sha256,
+            original_filename,
+            content_type,
+            expires_at,
+            attempt,
+        }
+    }
+}
+
+impl Student {
+    /// The full view of a student.
+    pub fn new(student: &StudentRow, last: Option<&SubmissionRow>) -> Self {
+        Self {
+            id: student.id,
+            nickname: student.nickname.clone(),
+            first_name: student.first_name.clone(),
+            last_name: student.last_name.clone(),
+            email: student.email.clone(),
+            upload_code: student.upload_code.clone(),
+            has_submission: last.is_some(),
+            last_submission: last.map(Submission::from),
+            created_at: student.created_at.clone(),
+            uploads_used: student.uploads_used,
+        }
+    }
+}
+
+impl StudentSummary {
+    /// A roster line.
+    pub fn new(student: &StudentRow, last: Option<&SubmissionRow>) -> Self {
+        Self {
+            nickname: student.nickname.clone(),
+            first_name: student.first_name.clone(),
+            last_name: student.last_name.clone(),
+            has_submission: last.is_some(),
+            last_submission: last.map(|s| SubmissionRef {
+                created_at: s.created_at.clone(),
+                verification_code: s.verification_code.clone(),
+            }),
+            uploads_used: student.uploads_used,
+        }
+    }
+}
+
+impl From<&UploadCompletion> for UploadCompletionBody {
+    fn from(c: &UploadCompletion) -> Self {
+        Self {
+            uploads_available: c.uploads_available,
+            has_submission: c.last_submission.is_some(),
+            last_submission: c.last_submission.as_ref().map(SubmissionReceipt::from),
+        }
+    }
+}
+
+impl From<DownloadLink> for DownloadUrl {
+    fn from(link: DownloadLink) -> Self {
+        Self {
+            download_url: link.url,
+            expires_seconds: link.expires_seconds,
+        }
+    }
+}

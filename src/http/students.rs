@@ -1,0 +1,113 @@
+//! Examiner routes for the roster.
+
+use super::auth::Examiner;
+use super::error::ApiError;
+use super::schemas::{ErrorBody, Student, StudentList, StudentSummary, Totals};
+use super::{AppJson, AppQuery, AppState};
+use crate::domain::student::StudentInput;
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+
+/// Paging of the roster.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct Paging {
+    /// Most students to return (1–10000, default all up to 10000).
+    pub limit: Option<u32>,
+    /// Students to skip.
+    pub offset: Option<u32>,
+}
+
+const MAX_PAGE: u32 = 10_000;
+
+/// The roster with totals, in registration order.
+#[utoipa::path(get, path = "/students", tag = "examiner", params(Paging),
+    security(("bearer" = [])), responses(
+    (status = 200, body = StudentList),
+    (status = 401, body = ErrorBody),
+    (status = 422, body = ErrorBody)))]
+pub async fn list_students(
+    _: Examiner,
+    State(state): State<AppState>,
+    AppQuery(paging): AppQuery<Paging>,
+) -> Result<Json<StudentList>, ApiError> {
+    let limit = paging.limit.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE);
+    let page = state
+        .depository
+        .list_students(i64::from(limit), i64::from(paging.offset.unwrap_or(0)))
+        .await
+        .map_err(|e| state.api_error(e))?;
+    Ok(Json(StudentList {
+        totals: Totals {
+            total_students: page.totals.total_students,
+            total_submissions: page.totals.total_submissions,
+        },
+        students: page
+            .students
+            .iter()
+            .map(|(student, last)| StudentSummary::new(student, last.as_ref()))
+            .collect(),
+    }))
+}
+
+/// One student with their upload code and latest submission.
+#[utoipa::path(get, path = "/students/{nickname}", tag = "examiner",
+    security(("bearer" = [])), responses(
+    (status = 200, body = Student),
+    (status = 401, body = ErrorBody),
+    (status = 404, body = ErrorBody)))]
+pub async fn get_student(
+    _: Examiner,
+    State(state): State<AppState>,
+    Path(nickname): Path<String>,
+) -> Result<Json<Student>, ApiError> {
+    let (student, last) = state
+        .depository
+        .student(&nickname)
+        .await
+        .map_err(|e| state.api_error(e))?;
+    Ok(Json(Student::new(&student, last.as_ref())))
+}
+
+/// Registers a student and gives them an upload code.
+#[utoipa::path(post, path = "/students", tag = "examiner", request_body = StudentInput,
+    security(("bearer" = [])), responses(
+    (status = 201, body = Student),
+    (status = 401, body = ErrorBody),
+    (status = 413, body = ErrorBody),
+    (status = 422, description = "invalid field or duplicate nickname/email", body = ErrorBody)))]
+pub async fn create_student(
+    _: Examiner,
+    State(state): State<AppState>,
+    AppJson(input): AppJson<StudentInput>,
+) -> Result<(StatusCode, Json<Student>), ApiError> {
+    let (student, last) = state
+        .depository
+        .register_student(input)
+        .await
+        .map_err(|e| state.api_error(e))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Student::new(&student, last.as_ref())),
+    ))
+}
+
+/// Deletes a student and their files.
+#[utoipa::path(delete, path = "/students/{nickname}", tag = "examiner",
+    security(("bearer" = [])), responses(
+    (status = 204, description = "deleted"),
+    (status = 401, body = ErrorBody),
+    (status = 404, body = ErrorBody)))]
+pub async fn delete_student(
+    _: Examiner,
+    State(state): State<AppState>,
+    Path(nickname): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .depository
+        .delete_student(&nickname)
+        .await
+        .map_err(|e| state.api_error(e))?;
+    Ok(StatusCode::NO_CONTENT)
+}

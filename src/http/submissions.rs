@@ -1,0 +1,170 @@
+//! Student routes: upload, upload status, download URL.
+
+use super::error::{ApiError, STORAGE_ERROR};
+use super::schemas::{DownloadUrl, ErrorBody, UploadCompletionBody};
+use super::{AppState, MULTIPART_OVERHEAD, RequestId};
+use crate::depository::{DepositoryError, Spool, SpoolError, SpooledFile};
+use axum::Json;
+use axum::extract::multipart::MultipartError;
+use axum::extract::{FromRequest, Multipart, Path, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+const ROUTE: &str = "/submissions/{upload_code}";
+
+/// The multipart body of an upload: one part named `file`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct UploadForm {
+    /// The answer file.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+}
+
+/// Uploads the student's file, replacing the previous one.
+#[utoipa::path(post, path = "/submissions/{upload_code}", tag = "student",
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses(
+    (status = 201, body = UploadCompletionBody),
+    (status = 404, description = "unknown upload code", body = ErrorBody),
+    (status = 413, description = "file over the size limit", body = ErrorBody),
+    (status = 422, description = "limit reached, no file or empty file", body = ErrorBody),
+    (status = 500, description = "storage failure", body = ErrorBody),
+    (status = 503, description = "database unavailable", body = ErrorBody)))]
+pub async fn create_submission(
+    State(state): State<AppState>,
+    Path(upload_code): Path<String>,
+    RequestId(request_id): RequestId,
+    request: Request,
+) -> Result<(StatusCode, Json<UploadCompletionBody>), ApiError> {
+    let depository = &state.depository;
+    let result = async {
+        let slot = depository.upload_slot(&upload_code).await?;
+        let max = depository.rules.max_submission_bytes;
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > max + MULTIPART_OVERHEAD) {
+            return Err(DepositoryError::TooLarge);
+        }
+        let (file, filename, content_type) = receive_file(&state, request).await?;
+        depository
+            .accept_upload(&slot, file, filename.as_deref(), content_type.as_deref())
+            .await
+    }
+    .await;
+    match result {
+        Ok(completion) => Ok((StatusCode::CREATED, Json((&completion).into()))),
+        Err(DepositoryError::Storage(error)) => {
+            let cause = error.to_string();
+            if let Err(db_error) = depository
+                .db
+                .record_error(STORAGE_ERROR, &cause, Some(ROUTE), request_id.as_deref())
+                .await
+            {
+                tracing::error!(%db_error, "could not record a storage error");
+            }
+            Err(ApiError::Storage(cause))
+        }
+        Err(other) => Err(state.api_error(other)),
+    }
+}
+
+type Received = (SpooledFile, Option<String>, Option<String>);
+
+/// Streams the `file` part into a spool file, enforcing the size limit as bytes arrive.
+async fn receive_file(state: &AppState, request: Request) -> Result<Received, DepositoryError> {
+    let no_file = || {
+        DepositoryError::Unprocessable(
+            "No file: send a multipart/form-data body with a part named 'file'".into(),
+        )
+    };
+    let mut multipart = Multipart::from_request(request, &())
+        .await
+        .map_err(|_| no_file())?;
+    let depository = &state.depository;
+    let mut received = None;
+    while let Some(mut field) = multipart.next_field().await.map_err(body_error)? {
+        if field.name() != Some("file") || received.is_some() {
+            continue;
+        }
+        let filename = field.file_name().map(str::to_owned);
+        let content_type = field.content_type().map(str::to_owned);
+        let mut spool = Spool::create(
+            depository.store.spool_dir(),
+            depository.rules.max_submission_bytes,
+        )
+        .await
+        .map_err(spool_error)?;
+        while let Some(chunk) = field.chunk().await.map_err(body_error)? {
+            spool.write(&chunk).await.map_err(spool_error)?;
+        }
+        if spool.size() == 0 {
+            return Err(DepositoryError::Unprocessable("Empty file".into()));
+        }
+        received = Some((
+            spool.finish().await.map_err(spool_error)?,
+            filename,
+            content_type,
+        ));
+    }
+    received.ok_or_else(no_file)
+}
+
+fn body_error(error: MultipartError) -> DepositoryError {
+    if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        DepositoryError::TooLarge
+    } else {
+        DepositoryError::Unprocessable(format!("Malformed upload: {}", error.body_text()))
+    }
+}
+
+fn spool_error(error: SpoolError) -> DepositoryError {
+    match error {
+        SpoolError::TooLarge => DepositoryError::TooLarge,
+        SpoolError::Io(e) => DepositoryError::Storage(e.into()),
+    }
+}
+
+/// How many attempts are left and the latest submission.
+#[utoipa::path(get, path = "/submissions/{upload_code}", tag = "student", responses(
+    (status = 200, body = UploadCompletionBody),
+    (status = 404, description = "unknown upload code", body = ErrorBody),
+    (status = 503, description = "database unavailable", body = ErrorBody)))]
+pub async fn get_upload_status(
+    State(state): State<AppState>,
+    Path(upload_code): Path<String>,
+) -> Result<Json<UploadCompletionBody>, ApiError> {
+    let status = state
+        .depository
+        .upload_status(&upload_code)
+        .await
+        .map_err(|e| state.api_error(e))?;
+    Ok(Json((&status).into()))
+}
+
+/// A download URL valid for `DOWNLOAD_URL_EXPIRES_SECONDS`.
+#[utoipa::path(get, path = "/verifications/{verification_code}/download_url", tag = "student",
+    responses(
+    (status = 200, body = DownloadUrl),
+    (status = 404, description = "unknown verification code", body = ErrorBody),
+    (status = 410, description = "replaced or expired", body = ErrorBody),
+    (status = 500, description = "storage failure", body = ErrorBody),
+    (status = 503, description = "database unavailable", body = ErrorBody)))]
+pub async fn get_download_url(
+    State(state): State<AppState>,
+    Path(verification_code): Path<String>,
+) -> Result<Response, ApiError> {
+    let link = state
+        .depository
+        .download_link(&verification_code)
+        .await
+        .map_err(|e| state.api_error(e))?;
+    let mut response = Json(DownloadUrl::from(link)).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}

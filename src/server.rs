@@ -1,0 +1,198 @@
+//! Assembly: configuration → database, store, state → router, sweeper and listener.
+
+use crate::config::Config;
+use crate::db::{Db, DbOptions};
+use crate::depository::{Depository, Rules};
+use crate::http::auth::ApiKeys;
+use crate::http::{AppState, router};
+use crate::secrets;
+use crate::storage::{BlobStore, LocalStore, S3Settings, S3Store, UrlSigner};
+use anyhow::Context;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// A bound, ready-to-run server.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    sweep_interval: Duration,
+}
+
+/// The rules of SPEC section 1 as configured.
+pub fn rules(config: &Config) -> Rules {
+    Rules {
+        max_submission_bytes: config.max_submission_bytes,
+        submissions_per_student: i64::from(config.submissions_per_student),
+        download_url_expires: Duration::from_secs(config.download_url_expires_seconds),
+        retention: Duration::from_secs(config.retention_seconds),
+        storage_timeout: config.storage_timeout(),
+    }
+}
+
+/// Connects to the configured database and migrates it.
+pub async fn open_database(config: &Config) -> anyhow::Result<Db> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating DATA_DIR {}", config.data_dir.display()))?;
+    let options = DbOptions {
+        pool_size: config.db_pool_size.max(1),
+        timeout: config.db_timeout(),
+    };
+    Db::connect_and_migrate(&config.database_url(), &options)
+        .await
+        .context("opening the database")
+}
+
+/// The configured store; the local one is also returned for self-served downloads.
+pub async fn open_store(
+    config: &Config,
+    public_url: &str,
+) -> anyhow::Result<(Arc<dyn BlobStore>, Option<Arc<LocalStore>>)> {
+    if let Some(bucket) = &config.aws_s3_bucket_name {
+        let settings = S3Settings {
+            bucket: bucket.clone(),
+            endpoint: config.aws_s3_endpoint_url.clone(),
+            region: config.aws_region.clone(),
+            access_key_id: config
+                .aws_access_key_id
+                .as_ref()
+                .map(|s| s.expose().to_owned()),
+            secret_access_key: config
+                .aws_secret_access_key
+                .as_ref()
+                .map(|s| s.expose().to_owned()),
+            timeout: config.storage_timeout(),
+        };
+        let store = S3Store::open(&settings, &config.data_dir)
+            .await
+            .context("configuring S3 storage")?;
+        return Ok((Arc::new(store), None));
+    }
+    let signing_key = match &config.download_signing_key {
+        Some(key) => key.expose().to_owned(),
+        None => {
+            secrets::load_or_generate(&config.data_dir.join("download-signing.key"))
+                .context("reading or creating the download signing key")?
+                .0
+        }
+    };
+    let local = Arc::new(
+        LocalStore::open(&config.data_dir, UrlSigner::new(signing_key), public_url)
+            .await
+            .context("opening the local file store")?,
+    );
+    Ok((local.clone(), Some(local)))
+}
+
+/// The examiner keys: `AUTH_TOKEN`, or one generated into DATA_DIR and printed once.
+fn api_keys(config: &Config) -> anyhow::Result<(ApiKeys, String)> {
+    if let Some(list) = &config.auth_token {
+        let keys = ApiKeys::from_list(list.expose());
+        anyhow::ensure!(!keys.is_empty(), "AUTH_TOKEN is set but holds no key");
+        let first = list
+            .expose()
+            .split(',')
+            .map(str::trim)
+            .find(|k| !k.is_empty());
+        return Ok((keys, first.unwrap_or_default().to_owned()));
+    }
+    let path = config.data_dir.join("auth-token");
+    let (token, generated) =
+        secrets::load_or_generate(&path).context("reading or creating the examiner API key")?;
+    if generated {
+        println!(
+            "Generated an examiner API key (kept in {}, shown only now):\n\n    {token}\n",
+            path.display()
+        );
+    } else {
+        tracing::info!(path = %path.display(), "examiner API key read from the data directory");
+    }
+    Ok((ApiKeys::from_list(&token), token))
+}
+
+impl Application {
+    /// Binds the listener and opens every dependency. Port 0 picks a free port.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind((config.host.as_str(), config.port))
+            .await
+            .with_context(|| format!("binding {}:{}", config.host, config.port))?;
+        let port = listener.local_addr()?.port();
+        let db = open_database(&config).await?;
+        let (store, local_files) = open_store(&config, &config.public_url(port)).await?;
+        let (api_keys, first_key) = api_keys(&config)?;
+        let demo_token = config.demo_mode.then(|| {
+            tracing::warn!(
+                "DEMO_MODE is on: GET /auth/token hands the examiner key to anyone. \
+                 Never use it in production."
+            );
+            first_key
+        });
+        let state = AppState {
+            depository: Depository::new(db, store, rules(&config)),
+            api_keys: Arc::new(api_keys),
+            demo_token,
+            local_files,
+        };
+        Ok(Self {
+            listener,
+            state,
+            sweep_interval: Duration::from_secs(config.sweep_interval_seconds),
+        })
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// The state the routes share (for tests and tools).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then finishes requests in flight and stops the
+    /// sweeper.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let stop = CancellationToken::new();
+        let sweeper = tokio::spawn(crate::sweeper::run(
+            self.state.depository.clone(),
+            self.sweep_interval,
+            stop.clone(),
+        ));
+        let depository = self.state.depository.clone();
+        let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
+        tracing::info!(address = %self.listener.local_addr()?, "listening");
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("serving")?;
+        stop.cancel();
+        let _ = sweeper.await;
+        depository.db.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutdown requested; finishing requests in flight");
+}
