@@ -26,7 +26,7 @@ pub enum CommitOutcome {
     /// Recorded; the student's previous file (if any) is queued for deletion.
     Accepted {
         /// The new current submission.
-        submission: SubmissionRow,
+        submission: Box<SubmissionRow>,
         /// Accepted uploads including this one.
         uploads_used: i64,
         /// Storage key of the file this one replaced.
@@ -302,7 +302,7 @@ impl Db {
             let submission = SubmissionRow::from_row(&row)?.ok_or(sqlx::Error::RowNotFound)?;
             tx.commit().await?;
             Ok(CommitOutcome::Accepted {
-                submission,
+                submission: Box::new(submission),
                 uploads_used,
                 replaced_key,
             })
@@ -437,6 +437,18 @@ impl Db {
         self.timed(
             sqlx::query_as("SELECT storage_key, sha256 FROM submission WHERE state = 'current'")
                 .fetch_all(&self.pool),
+        )
+        .await
+    }
+
+    /// Students whose counter differs from their number of accepted submissions (audits).
+    pub async fn counter_mismatches(&self) -> Result<i64, DbError> {
+        self.timed(
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM student s WHERE s.uploads_used <> \
+                 (SELECT COUNT(*) FROM submission WHERE student_id = s.student_id)",
+            )
+            .fetch_one(&self.pool),
         )
         .await
     }

@@ -150,7 +150,7 @@ impl Depository {
                 }
                 Ok(UploadCompletion {
                     uploads_available: self.uploads_left(uploads_used),
-                    last_submission: Some(submission),
+                    last_submission: Some(*submission),
                 })
             }
             CommitOutcome::LimitReached => {

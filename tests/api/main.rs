@@ -1,0 +1,9 @@
+//! End-to-end tests of the HTTP API against each backend (see `helpers.rs`).
+
+mod helpers;
+
+mod downloads;
+mod replicas;
+mod service;
+mod students;
+mod uploads;
