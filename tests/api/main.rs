@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod cli;
 mod downloads;
 mod replicas;
 mod service;

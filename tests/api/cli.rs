@@ -1,0 +1,78 @@
+//! The command line as an operator's script sees it: output and exit codes.
+
+use crate::helpers::{Backend, Fixture};
+use std::process::{Command, Output};
+
+fn run(fixture: &Fixture, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_exam-depository"))
+        .args(args)
+        .env_clear()
+        .env("DATA_DIR", fixture.data_dir.path())
+        .envs(
+            fixture
+                .database_url
+                .as_ref()
+                .map(|url| ("DATABASE_URL", url)),
+        )
+        .output()
+        .unwrap()
+}
+
+async fn migrate_sweep_and_errors(backend: Backend) {
+    let fixture = Fixture::new(&backend).await;
+    let migrate = run(&fixture, &["migrate"]);
+    assert!(migrate.status.success(), "{migrate:?}");
+    assert!(String::from_utf8_lossy(&migrate.stdout).contains("up to date"));
+    let again = run(&fixture, &["migrate"]);
+    assert!(again.status.success(), "migrating twice is harmless");
+    if matches!(backend, Backend::Embedded) {
+        assert!(fixture.data_dir.path().join("exam-depository.db").exists());
+        let sweep = run(&fixture, &["sweep"]);
+        assert!(sweep.status.success(), "{sweep:?}");
+        assert!(String::from_utf8_lossy(&sweep.stdout).contains("deleted 0 objects"));
+    }
+    let errors = run(&fixture, &["errors"]);
+    assert!(errors.status.success());
+    assert!(errors.stdout.is_empty());
+}
+
+crate::backend_tests!(migrate_sweep_and_errors);
+
+#[tokio::test]
+async fn failures_exit_non_zero_with_a_clear_message() {
+    let fixture = Fixture::new(&Backend::Embedded).await;
+    let output = Command::new(env!("CARGO_BIN_EXE_exam-depository"))
+        .arg("migrate")
+        .env_clear()
+        .env("DATABASE_URL", "mysql://localhost/exam")
+        .env("DATA_DIR", fixture.data_dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("unsupported DATABASE_URL scheme \"mysql\""),
+        "{stderr}"
+    );
+
+    let usage = Command::new(env!("CARGO_BIN_EXE_exam-depository"))
+        .arg("no-such-command")
+        .output()
+        .unwrap();
+    assert_eq!(usage.status.code(), Some(2), "usage errors exit 2");
+
+    let help = Command::new(env!("CARGO_BIN_EXE_exam-depository"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&help.stdout);
+    for needle in [
+        "serve",
+        "migrate",
+        "errors",
+        "sweep",
+        "[env: MAX_SUBMISSION_BYTES=",
+    ] {
+        assert!(text.contains(needle), "{needle} in --help");
+    }
+}
