@@ -8,7 +8,7 @@ use crate::http::{AppState, router};
 use crate::secrets;
 use crate::storage::{BlobStore, LocalStore, S3Settings, S3Store, UrlSigner};
 use anyhow::Context;
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +20,7 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     sweep_interval: Duration,
+    shutdown_grace: Duration,
 }
 
 /// The rules of SPEC section 1 as configured.
@@ -30,6 +31,7 @@ pub fn rules(config: &Config) -> Rules {
         download_url_expires: Duration::from_secs(config.download_url_expires_seconds),
         retention: Duration::from_secs(config.retention_seconds),
         storage_timeout: config.storage_timeout(),
+        db_timeout: config.db_timeout(),
     }
 }
 
@@ -116,12 +118,22 @@ fn api_keys(config: &Config) -> anyhow::Result<(ApiKeys, String)> {
 impl Application {
     /// Binds the listener and opens every dependency. Port 0 picks a free port.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_with(config, |store| store).await
+    }
+
+    /// Like [`Application::build`], with the store wrapped by `wrap_store` (tests inject
+    /// faults this way).
+    pub async fn build_with(
+        config: Config,
+        wrap_store: impl FnOnce(Arc<dyn BlobStore>) -> Arc<dyn BlobStore>,
+    ) -> anyhow::Result<Self> {
         let listener = TcpListener::bind((config.host.as_str(), config.port))
             .await
             .with_context(|| format!("binding {}:{}", config.host, config.port))?;
         let port = listener.local_addr()?.port();
         let db = open_database(&config).await?;
         let (store, local_files) = open_store(&config, &config.public_url(port)).await?;
+        let store = wrap_store(store);
         let (api_keys, first_key) = api_keys(&config)?;
         let demo_token = config.demo_mode.then(|| {
             tracing::warn!(
@@ -140,6 +152,7 @@ impl Application {
             listener,
             state,
             sweep_interval: Duration::from_secs(config.sweep_interval_seconds),
+            shutdown_grace: Duration::from_secs(config.shutdown_grace_seconds),
         })
     }
 
@@ -153,8 +166,8 @@ impl Application {
         &self.state
     }
 
-    /// Serves until `shutdown` resolves, then finishes requests in flight and stops the
-    /// sweeper.
+    /// Serves until `shutdown` resolves, then finishes requests in flight (for at most the
+    /// grace period) and stops the sweeper.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -168,10 +181,22 @@ impl Application {
         let depository = self.state.depository.clone();
         let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
         tracing::info!(address = %self.listener.local_addr()?, "listening");
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("serving")?;
+        let stopping = CancellationToken::new();
+        let signal = stopping.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            signal.cancel();
+        });
+        let serve = axum::serve(self.listener, app)
+            .with_graceful_shutdown(stopping.clone().cancelled_owned())
+            .into_future();
+        let grace = self.shutdown_grace;
+        tokio::select! {
+            served = serve => served.context("serving")?,
+            () = async { stopping.cancelled().await; tokio::time::sleep(grace).await } => {
+                tracing::warn!(?grace, "grace period over; dropping requests still in flight");
+            }
+        }
         stop.cancel();
         let _ = sweeper.await;
         depository.db.close().await;

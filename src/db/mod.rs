@@ -163,6 +163,19 @@ impl Db {
             .map(drop)
     }
 
+    /// The durability setting in force on a pooled connection: SQLite's `synchronous`
+    /// (2 = FULL) or PostgreSQL's `synchronous_commit`.
+    pub async fn durability(&self) -> Result<String, DbError> {
+        let sql = match self.kind {
+            Kind::Sqlite => "SELECT 'synchronous=' || synchronous FROM pragma_synchronous",
+            Kind::Postgres => {
+                "SELECT 'synchronous_commit=' || current_setting('synchronous_commit')"
+            }
+        };
+        self.timed(sqlx::query_scalar(sql).fetch_one(&self.pool))
+            .await
+    }
+
     /// Closes the pool.
     pub async fn close(&self) {
         self.pool.close().await;

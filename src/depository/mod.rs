@@ -27,8 +27,10 @@ pub struct Rules {
     pub download_url_expires: Duration,
     /// How long a stored file is kept after its upload.
     pub retention: Duration,
-    /// Upper bound on one storage call (also bounds how long a key stays reserved).
+    /// Upper bound on one storage call.
     pub storage_timeout: Duration,
+    /// Upper bound on one database call.
+    pub db_timeout: Duration,
 }
 
 impl Default for Rules {
@@ -38,7 +40,8 @@ impl Default for Rules {
             submissions_per_student: 5,
             download_url_expires: Duration::from_secs(600),
             retention: Duration::from_secs(259_200),
-            storage_timeout: Duration::from_secs(30),
+            storage_timeout: Duration::from_secs(20),
+            db_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -86,8 +89,9 @@ impl Depository {
         Self { db, store, rules }
     }
 
-    /// How long an upload's key stays reserved: enough for one store call and one commit.
-    fn reservation_lease(&self) -> Duration {
-        self.rules.storage_timeout * 2 + Duration::from_secs(60)
+    /// How long an upload's key stays reserved, and how long a sweeper's claim lasts:
+    /// longer than one store call plus one commit, each bounded by its timeout.
+    pub fn reservation_lease(&self) -> Duration {
+        self.rules.storage_timeout * 2 + self.rules.db_timeout * 2 + Duration::from_secs(10)
     }
 }

@@ -4,6 +4,7 @@
 use super::Depository;
 use crate::db::DbError;
 use crate::domain::time;
+use chrono::{DateTime, Utc};
 use std::time::Duration;
 
 /// What one pass did.
@@ -30,18 +31,21 @@ impl Depository {
     /// One pass. Safe to run from several replicas at once: claims are leases in the
     /// database, so each object is worked on by one sweeper at a time.
     pub async fn sweep_once(&self) -> Result<SweepReport, DbError> {
+        self.sweep_once_at(Utc::now()).await
+    }
+
+    /// One pass as if the clock read `now` (tests pass a later `now` instead of waiting).
+    pub async fn sweep_once_at(&self, now: DateTime<Utc>) -> Result<SweepReport, DbError> {
+        let later =
+            |d: Duration| time::format(now + chrono::Duration::from_std(d).unwrap_or_default());
         let mut report = SweepReport {
-            expired: self.db.expire_due(&time::now()).await?.len(),
+            expired: self.db.expire_due(&time::format(now)).await?.len(),
             ..SweepReport::default()
         };
         loop {
             let claimed = self
                 .db
-                .claim_deletions(
-                    &time::now(),
-                    &time::from_now(self.reservation_lease()),
-                    BATCH,
-                )
+                .claim_deletions(&time::format(now), &later(self.reservation_lease()), BATCH)
                 .await?;
             for (key, attempt) in &claimed {
                 match self.store.delete(key).await {
@@ -50,7 +54,7 @@ impl Depository {
                         report.deleted += 1;
                     }
                     Err(error) => {
-                        let retry_at = time::from_now(backoff(*attempt));
+                        let retry_at = later(backoff(*attempt));
                         self.db
                             .deletion_failed(key, &error.to_string(), &retry_at)
                             .await?;

@@ -113,7 +113,16 @@ impl Depository {
             .put_file(&key, file.path(), file.size, &headers)
             .await
         {
-            self.discard_object(&key).await;
+            // A timed-out PUT may still land: leave the key to the sweeper, after the
+            // storage timeout, rather than deleting it now and racing the PUT.
+            let retry_at = time::from_now(self.rules.storage_timeout);
+            if let Err(db_error) = self
+                .db
+                .deletion_failed(&key, "upload failed", &retry_at)
+                .await
+            {
+                tracing::warn!(%db_error, "could not reschedule a failed upload's object");
+            }
             return Err(error.into());
         }
         let mut new = NewSubmission {

@@ -112,8 +112,13 @@ impl BlobStore for LocalStore {
     }
 
     async fn check(&self) -> Result<(), StorageError> {
-        tokio::fs::metadata(&self.root).await?;
-        Ok(())
+        if tokio::fs::metadata(&self.root).await?.is_dir() {
+            Ok(())
+        } else {
+            Err(StorageError::Other(
+                "the files directory is not a directory".into(),
+            ))
+        }
     }
 
     fn spool_dir(&self) -> &Path {

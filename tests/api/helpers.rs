@@ -7,12 +7,15 @@
 //! `REQUIRE_ALL_BACKENDS=1` a missing backend fails instead of skipping.
 
 use exam_depository::config::{Config, LogFormat, Secret};
+use exam_depository::depository::Depository;
 use exam_depository::http::AppState;
 use exam_depository::server::Application;
+use exam_depository::storage::BlobStore;
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
 
@@ -144,6 +147,7 @@ impl Fixture {
             db_pool_size: 8,
             db_timeout_seconds: 5,
             storage_timeout_seconds: 10,
+            shutdown_grace_seconds: 10,
             log_format: LogFormat::Text,
         };
         if let Backend::Production(p) = &self.backend {
@@ -154,6 +158,17 @@ impl Fixture {
             config.aws_secret_access_key = Some(Secret::from_str_ok(&p.s3_secret));
         }
         config
+    }
+
+    /// The core on this fixture's database and store, without a server (for audits after
+    /// a server process is gone).
+    pub async fn depository(&self) -> Depository {
+        Application::build(self.config())
+            .await
+            .unwrap()
+            .state()
+            .depository
+            .clone()
     }
 
     /// Starts a server with this fixture's configuration, adjusted by `tweak`.
@@ -298,7 +313,17 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn spawn(config: Config) -> Self {
-        let app = Application::build(config).await.expect("server starts");
+        Self::spawn_with(config, |store| store).await
+    }
+
+    /// Starts a server whose store is wrapped (for fault injection).
+    pub async fn spawn_with(
+        config: Config,
+        wrap: impl FnOnce(Arc<dyn BlobStore>) -> Arc<dyn BlobStore>,
+    ) -> Self {
+        let app = Application::build_with(config, wrap)
+            .await
+            .expect("server starts");
         let base = format!("http://127.0.0.1:{}", app.port());
         let state = app.state().clone();
         let (stop, stopped) = oneshot::channel();
@@ -425,42 +450,57 @@ impl TestApp {
         self.client.get(url).send().await.unwrap()
     }
 
-    /// Checks SPEC section 3 at rest, after one sweep: every current submission's object
-    /// exists with its SHA-256, no other object exists, nothing waits for deletion, and each
-    /// student's counter equals their accepted uploads.
+    /// Checks SPEC section 3 at rest (see [`audit`]).
     pub async fn audit(&self) {
-        let depository = &self.state.depository;
-        depository.sweep_once().await.unwrap();
-        let live = depository.db.live_storage_keys().await.unwrap();
-        for (key, sha256) in &live {
-            let mut stream = depository.store.get(key).await.unwrap();
-            let mut hasher = Sha256::new();
-            use futures_util::StreamExt;
-            while let Some(chunk) = stream.next().await {
-                hasher.update(chunk.unwrap());
-            }
-            assert_eq!(
-                &hex::encode(hasher.finalize()),
-                sha256,
-                "object {key} intact"
-            );
-        }
-        let stored: BTreeSet<String> = depository
-            .store
-            .list_keys()
-            .await
-            .unwrap()
-            .into_iter()
-            .collect();
-        let expected: BTreeSet<String> = live.into_iter().map(|(k, _)| k).collect();
-        assert_eq!(
-            stored, expected,
-            "stored objects are exactly the live submissions"
-        );
-        assert_eq!(depository.db.pending_deletions().await.unwrap(), 0);
-        let mismatched = depository.db.counter_mismatches().await.unwrap();
-        assert_eq!(mismatched, 0, "uploads_used equals accepted submissions");
+        audit(&self.state.depository, chrono::Utc::now()).await;
     }
+}
+
+/// Checks SPEC section 3 at rest, after one sweep as of `now`: every current submission's
+/// object exists with its SHA-256, no other object exists, nothing waits for deletion, and
+/// each student's counter equals their accepted uploads.
+pub async fn audit(depository: &Depository, now: chrono::DateTime<chrono::Utc>) {
+    use futures_util::StreamExt;
+    depository.sweep_once_at(now).await.unwrap();
+    let live = depository.db.live_storage_keys().await.unwrap();
+    for (key, sha256) in &live {
+        let mut stream = depository.store.get(key).await.unwrap();
+        let mut hasher = Sha256::new();
+        while let Some(chunk) = stream.next().await {
+            hasher.update(chunk.unwrap());
+        }
+        assert_eq!(
+            &hex::encode(hasher.finalize()),
+            sha256,
+            "object {key} intact"
+        );
+    }
+    let stored: BTreeSet<String> = depository
+        .store
+        .list_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    let expected: BTreeSet<String> = live.into_iter().map(|(k, _)| k).collect();
+    assert_eq!(
+        stored, expected,
+        "stored objects are exactly the live submissions"
+    );
+    assert_eq!(
+        depository.db.pending_deletions().await.unwrap(),
+        0,
+        "nothing left to delete"
+    );
+    let mismatched = depository.db.counter_mismatches().await.unwrap();
+    assert_eq!(mismatched, 0, "uploads_used equals accepted submissions");
+}
+
+/// `now` plus the time after which every reservation and claim has lapsed.
+pub fn after_leases(depository: &Depository) -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now()
+        + chrono::Duration::from_std(depository.reservation_lease()).unwrap()
+        + chrono::Duration::seconds(1)
 }
 
 impl Drop for TestApp {

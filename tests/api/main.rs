@@ -4,6 +4,9 @@ mod helpers;
 
 mod cli;
 mod downloads;
+mod faults;
+mod guarantees;
+mod process;
 mod replicas;
 mod service;
 mod students;

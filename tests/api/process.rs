@@ -1,0 +1,101 @@
+//! The real binary as a child process, for tests that kill or signal it.
+
+use crate::helpers::{Fixture, TOKEN};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::process::{Child, Command};
+
+pub struct ServerProcess {
+    child: Child,
+    pub base: String,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl ServerProcess {
+    /// Starts `exam-depository serve` on the fixture's backend and waits until it answers.
+    pub async fn start(fixture: &Fixture) -> Self {
+        let config = fixture.config();
+        let port = free_port();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_exam-depository"));
+        command
+            .arg("serve")
+            .env_clear()
+            .env("HOST", "127.0.0.1")
+            .env("PORT", port.to_string())
+            .env("AUTH_TOKEN", TOKEN)
+            .env("DATA_DIR", &config.data_dir)
+            .env("SWEEP_INTERVAL_SECONDS", "3600")
+            .env("SHUTDOWN_GRACE_SECONDS", "20")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        if let Some(url) = &fixture.database_url {
+            command.env("DATABASE_URL", url);
+        }
+        if let Some(bucket) = &config.aws_s3_bucket_name {
+            command
+                .env("AWS_S3_BUCKET_NAME", bucket)
+                .env(
+                    "AWS_S3_ENDPOINT_URL",
+                    config.aws_s3_endpoint_url.clone().unwrap(),
+                )
+                .env("AWS_REGION", config.aws_region.clone().unwrap())
+                .env(
+                    "AWS_ACCESS_KEY_ID",
+                    config.aws_access_key_id.as_ref().unwrap().expose(),
+                )
+                .env(
+                    "AWS_SECRET_ACCESS_KEY",
+                    config.aws_secret_access_key.as_ref().unwrap().expose(),
+                );
+        }
+        let child = command.spawn().unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        for _ in 0..200 {
+            if let Ok(r) = client.get(format!("{base}/healthz")).send().await
+                && r.status() == 200
+            {
+                return Self { child, base };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("server process did not start");
+    }
+
+    pub fn address(&self) -> String {
+        self.base.trim_start_matches("http://").to_owned()
+    }
+
+    /// SIGKILL, and wait for the process to be gone.
+    pub async fn kill(mut self) {
+        self.child.kill().await.unwrap();
+    }
+
+    /// SIGTERM.
+    pub fn terminate(&self) {
+        let pid = self.child.id().unwrap().to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit and returns its exit code.
+    pub async fn wait(mut self) -> Option<i32> {
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("process exits")
+            .unwrap()
+            .code()
+    }
+}
