@@ -29,6 +29,25 @@ enum Command {
     },
     /// Run one retention and cleanup pass now, then exit.
     Sweep,
+    /// Manage named examiner API keys kept (hashed) in the database.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Create a key and print it once.
+    Create {
+        /// A name to recognise it by (for example the examiner's).
+        name: String,
+    },
+    /// List keys: names and times, never the keys.
+    List,
+    /// Revoke a key by name; it stops working at once.
+    Revoke {
+        /// The key's name.
+        name: String,
+    },
 }
 
 impl Cli {
@@ -73,6 +92,10 @@ impl Cli {
                 }
                 Ok(())
             }
+            Command::Keys(command) => {
+                let db = server::open_database(&config).await?;
+                keys(&db, command).await
+            }
             Command::Sweep => {
                 let db = server::open_database(&config).await?;
                 let (store, _) =
@@ -90,6 +113,47 @@ impl Cli {
     }
 }
 
+async fn keys(db: &crate::db::Db, command: KeysCommand) -> anyhow::Result<()> {
+    match command {
+        KeysCommand::Create { name } => {
+            anyhow::ensure!(
+                !name.trim().is_empty() && name.len() <= 100,
+                "a key name is 1 to 100 characters"
+            );
+            let key = crate::domain::codes::new_secret();
+            let hash = hex::encode(crate::http::auth::digest(&key));
+            match db.create_api_key(name.trim(), &hash).await {
+                Err(crate::db::DbError::Conflict) => {
+                    anyhow::bail!("a live key named {name:?} exists; revoke it first")
+                }
+                other => other?,
+            }
+            println!("{key}");
+            eprintln!("Key {name:?} created. It is shown only now: store it safely.");
+        }
+        KeysCommand::List => {
+            println!("name\tcreated_at\tlast_used_at\trevoked_at");
+            for key in db.list_api_keys().await? {
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    key.name,
+                    key.created_at,
+                    key.last_used_at.unwrap_or_else(|| "-".into()),
+                    key.revoked_at.unwrap_or_else(|| "-".into())
+                );
+            }
+        }
+        KeysCommand::Revoke { name } => {
+            anyhow::ensure!(
+                db.revoke_api_key(&name).await?,
+                "no live key named {name:?}"
+            );
+            println!("revoked {name:?}");
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,5 +162,13 @@ mod tests {
     #[test]
     fn verify_cli() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_default_parses() {
+        let cli = Cli::try_parse_from(["exam-depository", "serve"]).unwrap();
+        assert_eq!(cli.config.max_submission_bytes, 3 * 1024 * 1024);
+        assert_eq!(cli.config.max_connections, 1024);
+        assert_eq!(cli.config.max_uploads_in_flight, 64);
     }
 }

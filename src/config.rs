@@ -131,6 +131,48 @@ pub struct Config {
     #[arg(long, env = "SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     pub shutdown_grace_seconds: u64,
 
+    /// Time a client has to send a request's headers.
+    #[arg(long, env = "HEADER_READ_TIMEOUT_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_read_timeout_seconds: u64,
+
+    /// A request (body included) must finish within this many seconds (408 otherwise).
+    #[arg(long, env = "REQUEST_DEADLINE_SECONDS", default_value_t = 180, value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_deadline_seconds: u64,
+
+    /// A request body that sends nothing for this many seconds is dropped.
+    #[arg(long, env = "BODY_IDLE_TIMEOUT_SECONDS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_idle_timeout_seconds: u64,
+
+    /// Most open connections.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_connections: usize,
+
+    /// Most uploads received at once; more get 503 with `Retry-After`.
+    #[arg(long, env = "MAX_UPLOADS_IN_FLIGHT", default_value_t = 64, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_uploads_in_flight: usize,
+
+    /// Unknown-code answers (404) one client may get per minute before 429.
+    #[arg(long, env = "MISS_LIMIT_PER_MINUTE", default_value_t = 30)]
+    pub miss_limit_per_minute: u32,
+
+    /// Unknown-code answers per hour, all clients together, above which a security warning
+    /// is logged.
+    #[arg(long, env = "GLOBAL_MISS_BUDGET_PER_HOUR", default_value_t = 1000)]
+    pub global_miss_budget_per_hour: u64,
+
+    /// Wrong examiner keys one client may send per minute before 429.
+    #[arg(long, env = "AUTH_FAILURE_LIMIT_PER_MINUTE", default_value_t = 10)]
+    pub auth_failure_limit_per_minute: u32,
+
+    /// Header that carries the client IP set by a trusted proxy (e.g. `Fly-Client-IP`);
+    /// unset: the socket's peer address.
+    #[arg(long, env = "TRUSTED_PROXY_HEADER")]
+    pub trusted_proxy_header: Option<String>,
+
+    /// Origins allowed by CORS, comma-separated; unset: CORS is off.
+    #[arg(long, env = "CORS_ORIGINS")]
+    pub cors_origins: Option<String>,
+
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -16,6 +16,7 @@ pub mod db;
 pub mod depository;
 pub mod domain;
 pub mod http;
+pub mod listener;
 pub mod secrets;
 pub mod server;
 pub mod storage;

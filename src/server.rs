@@ -4,15 +4,18 @@ use crate::config::Config;
 use crate::db::{Db, DbOptions};
 use crate::depository::{Depository, Rules};
 use crate::http::auth::ApiKeys;
-use crate::http::{AppState, router};
+use crate::http::limits::{ClientIdentity, FailureLimiter, GlobalBudget, Limits, TRACKED_CLIENTS};
+use crate::http::{AppState, HttpSettings, router};
+use crate::listener::ConnectionLimits;
 use crate::secrets;
 use crate::storage::{BlobStore, LocalStore, S3Settings, S3Store, UrlSigner};
 use anyhow::Context;
-use std::future::{Future, IntoFuture};
-use std::net::SocketAddr;
+use axum::http::{HeaderName, HeaderValue};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 /// A bound, ready-to-run server.
@@ -21,6 +24,7 @@ pub struct Application {
     state: AppState,
     sweep_interval: Duration,
     shutdown_grace: Duration,
+    connection_limits: ConnectionLimits,
 }
 
 /// The rules of SPEC section 1 as configured.
@@ -115,6 +119,39 @@ fn api_keys(config: &Config) -> anyhow::Result<(ApiKeys, String)> {
     Ok((ApiKeys::from_list(&token), token))
 }
 
+fn limits(config: &Config) -> anyhow::Result<Limits> {
+    let trusted_header = config
+        .trusted_proxy_header
+        .as_deref()
+        .map(|name| HeaderName::from_bytes(name.trim().as_bytes()))
+        .transpose()
+        .context("TRUSTED_PROXY_HEADER is not a valid header name")?;
+    let minute = Duration::from_secs(60);
+    Ok(Limits {
+        identity: ClientIdentity { trusted_header },
+        misses: FailureLimiter::new(config.miss_limit_per_minute, minute, TRACKED_CLIENTS),
+        global_misses: GlobalBudget::new(config.global_miss_budget_per_hour),
+        auth_failures: FailureLimiter::new(
+            config.auth_failure_limit_per_minute,
+            minute,
+            TRACKED_CLIENTS,
+        ),
+        uploads: Semaphore::new(config.max_uploads_in_flight),
+    })
+}
+
+fn cors_origins(config: &Config) -> anyhow::Result<Vec<HeaderValue>> {
+    config
+        .cors_origins
+        .as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .map(|o| HeaderValue::from_str(o).with_context(|| format!("bad CORS origin {o:?}")))
+        .collect()
+}
+
 impl Application {
     /// Binds the listener and opens every dependency. Port 0 picks a free port.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
@@ -147,12 +184,24 @@ impl Application {
             api_keys: Arc::new(api_keys),
             demo_token,
             local_files,
+            limits: Arc::new(limits(&config)?),
+            http: Arc::new(HttpSettings {
+                request_deadline: Duration::from_secs(config.request_deadline_seconds),
+                body_idle_timeout: Duration::from_secs(config.body_idle_timeout_seconds),
+                cors_origins: cors_origins(&config)?,
+            }),
         };
         Ok(Self {
             listener,
             state,
             sweep_interval: Duration::from_secs(config.sweep_interval_seconds),
             shutdown_grace: Duration::from_secs(config.shutdown_grace_seconds),
+            connection_limits: ConnectionLimits {
+                header_read_timeout: Duration::from_secs(config.header_read_timeout_seconds),
+                max_headers: 64,
+                max_head_bytes: 16 * 1024,
+                max_connections: config.max_connections,
+            },
         })
     }
 
@@ -179,7 +228,7 @@ impl Application {
             stop.clone(),
         ));
         let depository = self.state.depository.clone();
-        let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
+        let app = router(self.state);
         tracing::info!(address = %self.listener.local_addr()?, "listening");
         let stopping = CancellationToken::new();
         let signal = stopping.clone();
@@ -187,16 +236,14 @@ impl Application {
             shutdown.await;
             signal.cancel();
         });
-        let serve = axum::serve(self.listener, app)
-            .with_graceful_shutdown(stopping.clone().cancelled_owned())
-            .into_future();
-        let grace = self.shutdown_grace;
-        tokio::select! {
-            served = serve => served.context("serving")?,
-            () = async { stopping.cancelled().await; tokio::time::sleep(grace).await } => {
-                tracing::warn!(?grace, "grace period over; dropping requests still in flight");
-            }
-        }
+        crate::listener::serve(
+            self.listener,
+            app,
+            self.connection_limits,
+            stopping,
+            self.shutdown_grace,
+        )
+        .await;
         stop.cancel();
         let _ = sweeper.await;
         depository.db.close().await;

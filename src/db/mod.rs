@@ -1,9 +1,11 @@
 //! The database: one set of portable SQL run through sqlx's `Any` driver on SQLite or
 //! PostgreSQL, chosen once from the URL scheme. Each backend has its own migration folder.
 
+mod keys;
 mod models;
 mod queries;
 
+pub use keys::ApiKeyRow;
 pub use models::{ErrorRow, NewSubmission, StudentRow, SubmissionRow, SubmissionState};
 pub use queries::{CommitOutcome, StudentWithSubmission, Totals};
 

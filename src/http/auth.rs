@@ -41,7 +41,7 @@ impl ApiKeys {
 
     /// Whether `candidate` is one of the keys. Looks at every key, in constant time each.
     pub fn accepts(&self, candidate: &str) -> bool {
-        let digest: [u8; 32] = Sha256::digest(candidate.as_bytes()).into();
+        let digest = digest(candidate);
         self.digests
             .iter()
             .fold(subtle::Choice::from(0), |found, key| {
@@ -51,15 +51,23 @@ impl ApiKeys {
     }
 }
 
+/// SHA-256 of a key: what is compared and what the database stores (as hex).
+pub fn digest(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
 impl std::fmt::Debug for ApiKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "ApiKeys({} keys)", self.digests.len())
     }
 }
 
-/// Proof that the request carries a valid examiner key.
-#[derive(Debug, Clone, Copy)]
-pub struct Examiner;
+/// Proof that the request carries a valid examiner key, and which one.
+#[derive(Debug, Clone)]
+pub struct Examiner {
+    /// The key's name, or `AUTH_TOKEN` for a configured key.
+    pub key_name: String,
+}
 
 impl FromRequestParts<AppState> for Examiner {
     type Rejection = ApiError;
@@ -75,10 +83,28 @@ impl FromRequestParts<AppState> for Examiner {
             })
             .unwrap_or_default();
         if state.api_keys.accepts(token) {
-            Ok(Self)
-        } else {
-            Err(ApiError::Unauthorized)
+            return Ok(Self {
+                key_name: "AUTH_TOKEN".into(),
+            });
         }
+        if !token.is_empty() {
+            let stored = state
+                .depository
+                .db
+                .use_api_key(&hex::encode(digest(token)))
+                .await
+                .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+            if let Some(key_name) = stored {
+                return Ok(Self { key_name });
+            }
+        }
+        // Valid keys always pass; a client sending wrong keys is slowed down.
+        let client = state.limits.identity.key(parts);
+        if let Some(wait) = state.limits.auth_failures.blocked(client) {
+            return Err(ApiError::TooManyRequests { retry_after: wait });
+        }
+        state.limits.auth_failures.record(client);
+        Err(ApiError::Unauthorized)
     }
 }
 

@@ -38,6 +38,15 @@ pub enum ApiError {
     /// 422 with a FastAPI-style list of field errors.
     #[error("invalid fields")]
     Validation(Vec<serde_json::Value>),
+    /// 429 with `Retry-After`.
+    #[error("too many requests")]
+    TooManyRequests {
+        /// When the client may try again.
+        retry_after: std::time::Duration,
+    },
+    /// 503 with `Retry-After`: too many uploads in flight.
+    #[error("overloaded")]
+    Overloaded,
     /// 500 `Submission Storage Error`.
     #[error("storage failure: {0}")]
     Storage(String),
@@ -124,6 +133,27 @@ impl IntoResponse for ApiError {
             }
             Self::Unprocessable(m) => detail(StatusCode::UNPROCESSABLE_ENTITY, m),
             Self::Validation(list) => detail(StatusCode::UNPROCESSABLE_ENTITY, list),
+            Self::TooManyRequests { retry_after } => {
+                let mut response = detail(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Too many failed attempts, please wait before trying again",
+                );
+                let seconds = retry_after.as_secs().max(1).to_string();
+                if let Ok(value) = HeaderValue::from_str(&seconds) {
+                    response.headers_mut().insert(header::RETRY_AFTER, value);
+                }
+                response
+            }
+            Self::Overloaded => {
+                let mut response = detail(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The server is busy receiving other uploads, please retry in a few seconds",
+                );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                response
+            }
             Self::Storage(cause) => {
                 tracing::error!(%cause, "storage failure");
                 detail(StatusCode::INTERNAL_SERVER_ERROR, STORAGE_ERROR)

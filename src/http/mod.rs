@@ -3,7 +3,9 @@
 pub mod auth;
 pub mod error;
 mod files;
+pub mod limits;
 mod meta;
+mod middleware;
 mod openapi;
 pub mod schemas;
 mod students;
@@ -14,14 +16,16 @@ use crate::storage::LocalStore;
 use auth::ApiKeys;
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::middleware::from_fn_with_state;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use error::ApiError;
 use std::sync::Arc;
 use std::time::Duration;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 use tracing::Level;
 
@@ -38,6 +42,21 @@ pub struct AppState {
     pub demo_token: Option<String>,
     /// The local store, when the app serves files itself.
     pub local_files: Option<Arc<LocalStore>>,
+    /// Rate limits and the upload cap.
+    pub limits: Arc<limits::Limits>,
+    /// Cross-cutting HTTP settings.
+    pub http: Arc<HttpSettings>,
+}
+
+/// Settings of the HTTP layer itself.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// A request (body included) must finish within this time.
+    pub request_deadline: Duration,
+    /// A body that sends nothing for this long is dropped.
+    pub body_idle_timeout: Duration,
+    /// Origins allowed by CORS; empty: CORS off.
+    pub cors_origins: Vec<HeaderValue>,
 }
 
 /// Largest JSON or CSV body.
@@ -82,6 +101,17 @@ pub fn router(state: AppState) -> Router {
     let upload_limit =
         usize::try_from(state.depository.rules.max_submission_bytes + MULTIPART_OVERHEAD)
             .unwrap_or(usize::MAX);
+    let code_routes = Router::new()
+        .route(
+            "/submissions/{upload_code}",
+            get(submissions::get_upload_status)
+                .post(submissions::create_submission.layer(DefaultBodyLimit::max(upload_limit))),
+        )
+        .route(
+            "/verifications/{verification_code}/download_url",
+            get(submissions::get_download_url),
+        )
+        .route_layer(from_fn_with_state(state.clone(), middleware::guard_codes));
     let api = Router::new()
         .route("/", get(meta::pong))
         .route("/auth/token", get(meta::auth_token))
@@ -95,21 +125,20 @@ pub fn router(state: AppState) -> Router {
             "/students/{nickname}",
             get(students::get_student).delete(students::delete_student),
         )
-        .route(
-            "/submissions/{upload_code}",
-            get(submissions::get_upload_status)
-                .post(submissions::create_submission.layer(DefaultBodyLimit::max(upload_limit))),
-        )
-        .route(
-            "/verifications/{verification_code}/download_url",
-            get(submissions::get_download_url),
-        )
         .route("/files/{key}", get(files::download_file))
-        .with_state(state);
+        .merge(code_routes)
+        .with_state(state.clone());
+    let http = state.http.clone();
     api.merge(openapi::docs())
         .fallback(meta::not_found)
         .method_not_allowed_fallback(meta::method_not_allowed)
         .layer(DefaultBodyLimit::max(SMALL_BODY_LIMIT))
+        .layer(from_fn_with_state(
+            http.request_deadline,
+            middleware::deadline,
+        ))
+        .layer(RequestBodyTimeoutLayer::new(http.body_idle_timeout))
+        .layer(middleware::cors(&http.cors_origins))
         .layer(
             // Codes travel in paths, so spans name the route template, never the URI.
             TraceLayer::new_for_http()
@@ -135,10 +164,8 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-        .layer(SetResponseHeaderLayer::overriding(
-            HeaderName::from_static("x-content-type-options"),
-            HeaderValue::from_static("nosniff"),
-        ))
+        .layer(axum::middleware::from_fn(middleware::security_headers))
+        .layer(CatchPanicLayer::custom(middleware::panic_response))
 }
 
 /// How long the server waits for requests in flight on shutdown.

@@ -29,14 +29,18 @@ pub struct UploadForm {
     (status = 404, description = "unknown upload code", body = ErrorBody),
     (status = 413, description = "file over the size limit", body = ErrorBody),
     (status = 422, description = "limit reached, no file or empty file", body = ErrorBody),
+    (status = 429, description = "too many unknown codes from this client", body = ErrorBody),
     (status = 500, description = "storage failure", body = ErrorBody),
-    (status = 503, description = "database unavailable", body = ErrorBody)))]
+    (status = 503, description = "overloaded or database unavailable", body = ErrorBody)))]
 pub async fn create_submission(
     State(state): State<AppState>,
     Path(upload_code): Path<String>,
     RequestId(request_id): RequestId,
     request: Request,
 ) -> Result<(StatusCode, Json<UploadCompletionBody>), ApiError> {
+    let Ok(_receiving) = state.limits.uploads.try_acquire() else {
+        return Err(ApiError::Overloaded);
+    };
     let depository = &state.depository;
     let result = async {
         let slot = depository.upload_slot(&upload_code).await?;
@@ -132,6 +136,7 @@ fn spool_error(error: SpoolError) -> DepositoryError {
 #[utoipa::path(get, path = "/submissions/{upload_code}", tag = "student", responses(
     (status = 200, body = UploadCompletionBody),
     (status = 404, description = "unknown upload code", body = ErrorBody),
+    (status = 429, description = "too many unknown codes from this client", body = ErrorBody),
     (status = 503, description = "database unavailable", body = ErrorBody)))]
 pub async fn get_upload_status(
     State(state): State<AppState>,
@@ -151,6 +156,7 @@ pub async fn get_upload_status(
     (status = 200, body = DownloadUrl),
     (status = 404, description = "unknown verification code", body = ErrorBody),
     (status = 410, description = "replaced or expired", body = ErrorBody),
+    (status = 429, description = "too many unknown codes from this client", body = ErrorBody),
     (status = 500, description = "storage failure", body = ErrorBody),
     (status = 503, description = "database unavailable", body = ErrorBody)))]
 pub async fn get_download_url(

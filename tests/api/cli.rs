@@ -76,3 +76,61 @@ async fn failures_exit_non_zero_with_a_clear_message() {
         assert!(text.contains(needle), "{needle} in --help");
     }
 }
+
+async fn named_keys_are_created_listed_and_revoked(backend: Backend) {
+    let fixture = Fixture::new(&backend).await;
+    let app = fixture.spawn(|_| {}).await;
+    let created = run(&fixture, &["keys", "create", "alice"]);
+    assert!(created.status.success(), "{created:?}");
+    let key = String::from_utf8(created.stdout).unwrap().trim().to_owned();
+    assert!(key.len() >= 43);
+    let duplicate = run(&fixture, &["keys", "create", "alice"]);
+    assert_eq!(duplicate.status.code(), Some(1), "one live key per name");
+
+    let with_key = |key: String| {
+        let client = app.client.clone();
+        let url = app.url("/students");
+        async move { client.get(url).bearer_auth(key).send().await.unwrap() }
+    };
+    assert_eq!(with_key(key.clone()).await.status(), 200);
+
+    let listed = run(&fixture, &["keys", "list"]);
+    let text = String::from_utf8(listed.stdout).unwrap();
+    assert!(text.contains("alice"));
+    assert!(!text.contains(&key), "keys are never shown again");
+    let stored: Vec<String> = {
+        let db = &app.state.depository.db;
+        db.list_api_keys()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|k| format!("{k:?}"))
+            .collect()
+    };
+    assert!(
+        stored.iter().all(|row| !row.contains(&key)),
+        "only a digest is stored"
+    );
+    assert!(stored[0].contains("last_used_at: Some"), "use is recorded");
+
+    let revoked = run(&fixture, &["keys", "revoke", "alice"]);
+    assert!(revoked.status.success());
+    let refused = with_key(key).await;
+    assert_eq!(refused.status(), 401);
+    let wrong = with_key("not-a-key".into()).await;
+    assert_eq!(
+        refused.headers()["www-authenticate"],
+        wrong.headers()["www-authenticate"]
+    );
+    assert_eq!(
+        refused.text().await.unwrap(),
+        wrong.text().await.unwrap(),
+        "revoked looks like wrong"
+    );
+    let again = run(&fixture, &["keys", "revoke", "alice"]);
+    assert_eq!(again.status.code(), Some(1));
+    let recreated = run(&fixture, &["keys", "create", "alice"]);
+    assert!(recreated.status.success(), "the name is free again");
+}
+
+crate::backend_tests!(named_keys_are_created_listed_and_revoked);

@@ -148,6 +148,16 @@ impl Fixture {
             db_timeout_seconds: 5,
             storage_timeout_seconds: 10,
             shutdown_grace_seconds: 10,
+            header_read_timeout_seconds: 10,
+            request_deadline_seconds: 120,
+            body_idle_timeout_seconds: 20,
+            max_connections: 1024,
+            max_uploads_in_flight: 64,
+            miss_limit_per_minute: 30,
+            global_miss_budget_per_hour: 1000,
+            auth_failure_limit_per_minute: 10,
+            trusted_proxy_header: None,
+            cors_origins: None,
             log_format: LogFormat::Text,
         };
         if let Backend::Production(p) = &self.backend {

@@ -21,6 +21,15 @@ fn free_port() -> u16 {
 impl ServerProcess {
     /// Starts `exam-depository serve` on the fixture's backend and waits until it answers.
     pub async fn start(fixture: &Fixture) -> Self {
+        Self::start_with(fixture, &[], None).await
+    }
+
+    /// Like [`ServerProcess::start`] with extra environment and stderr sent to a file.
+    pub async fn start_with(
+        fixture: &Fixture,
+        extra_env: &[(&str, String)],
+        log: Option<&std::path::Path>,
+    ) -> Self {
         let config = fixture.config();
         let port = free_port();
         let mut command = Command::new(env!("CARGO_BIN_EXE_exam-depository"));
@@ -35,7 +44,10 @@ impl ServerProcess {
             .env("SHUTDOWN_GRACE_SECONDS", "20")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(match log {
+                Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+                None => Stdio::inherit(),
+            })
             .kill_on_drop(true);
         if let Some(url) = &fixture.database_url {
             command.env("DATABASE_URL", url);
@@ -56,6 +68,9 @@ impl ServerProcess {
                     "AWS_SECRET_ACCESS_KEY",
                     config.aws_secret_access_key.as_ref().unwrap().expose(),
                 );
+        }
+        for (name, value) in extra_env {
+            command.env(name, value);
         }
         let child = command.spawn().unwrap();
         let base = format!("http://127.0.0.1:{port}");
