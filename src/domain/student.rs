@@ -13,12 +13,25 @@ pub const EMAIL_MAX: usize = 254;
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct StudentInput {
     /// 1–12 letters or digits, unique.
+    #[schema(pattern = "^[A-Za-z0-9]{1,12}$", min_length = 1, max_length = 12)]
     pub nickname: String,
-    /// 1–254 characters: letters, spaces, `-`, `'`, `.`.
+    /// 1–254 characters: letters, spaces, `-`, `'`, `.`; at least one letter
+    /// (`[^\W\d_]` is a letter in the pattern).
+    #[schema(
+        pattern = "^[ .'-]*[^\\W\\d_](?:[^\\W\\d_]|[ .'-])*$",
+        min_length = 1,
+        max_length = 254
+    )]
     pub first_name: String,
-    /// 1–254 characters: letters, spaces, `-`, `'`, `.`.
+    /// 1–254 characters: letters, spaces, `-`, `'`, `.`; at least one letter.
+    #[schema(
+        pattern = "^[ .'-]*[^\\W\\d_](?:[^\\W\\d_]|[ .'-])*$",
+        min_length = 1,
+        max_length = 254
+    )]
     pub last_name: String,
     /// A valid e-mail address, unique.
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
 }
 

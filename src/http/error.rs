@@ -129,7 +129,12 @@ impl IntoResponse for ApiError {
                 } else {
                     "Request body too large".to_owned()
                 };
-                detail(StatusCode::PAYLOAD_TOO_LARGE, message)
+                let mut response = detail(StatusCode::PAYLOAD_TOO_LARGE, message);
+                // The body was not read: tell the client not to reuse the connection.
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                response
             }
             Self::Unprocessable(m) => detail(StatusCode::UNPROCESSABLE_ENTITY, m),
             Self::Validation(list) => detail(StatusCode::UNPROCESSABLE_ENTITY, list),

@@ -11,29 +11,52 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tokio_util::io::ReaderStream;
 
-/// The signature part of a download link.
-#[derive(Debug, Deserialize)]
+/// The signature part of a download link (documentation; parsed leniently below, so that a
+/// malformed link is a 403 like any other bad link).
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[expect(dead_code, reason = "documents the query string; `first` reads it")]
 pub struct SignedLink {
+    /// Unix time after which the link is refused.
     expires: Option<i64>,
+    /// Lowercase hex HMAC-SHA256 of the key and `expires`.
     signature: Option<String>,
 }
 
-/// Streams a stored file if its signed link is valid and unexpired.
+fn first<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Streams a stored file if its signed link is valid and unexpired (local storage only;
+/// links come from `/verifications/{verification_code}/download_url`).
+#[utoipa::path(get, path = "/files/{key}", tag = "student",
+    params(("key" = String, Path, description = "storage key"), SignedLink),
+    responses(
+    (status = 200, description = "the file, as an attachment", content_type = "application/octet-stream", body = Vec<u8>),
+    (status = 403, description = "bad or expired link", body = super::schemas::ErrorBody),
+    (status = 404, description = "no such file", body = super::schemas::ErrorBody),
+    (status = 410, description = "replaced or expired", body = super::schemas::ErrorBody),
+    (status = 500, description = "storage failure", body = super::schemas::ErrorBody),
+    (status = 503, description = "database unavailable", body = super::schemas::ErrorBody)))]
 pub async fn download_file(
     State(state): State<AppState>,
     Path(key): Path<String>,
-    Query(link): Query<SignedLink>,
+    Query(link): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
     let Some(local) = &state.local_files else {
         return Err(ApiError::NotFound("Not Found"));
     };
-    let (Some(expires), Some(signature)) = (link.expires, link.signature) else {
+    let expires = first(&link, "expires").and_then(|e| e.parse::<i64>().ok());
+    let (Some(expires), Some(signature)) = (expires, first(&link, "signature")) else {
         return Err(ApiError::Forbidden("Invalid download link"));
     };
     let now = chrono::Utc::now().timestamp();
     local
         .signer()
-        .verify(&key, expires, &signature, now)
+        .verify(&key, expires, signature, now)
         .map_err(|e| match e {
             VerifyError::BadSignature => ApiError::Forbidden("Invalid download link"),
             VerifyError::Expired => ApiError::Forbidden("Download link expired"),

@@ -152,9 +152,30 @@ pub struct Token {
 /// An error.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
-    /// A human-readable message (a list of field errors on validation failures).
-    #[schema(value_type = Object)]
-    pub detail: serde_json::Value,
+    /// A human-readable message, or a list of field errors on validation failures.
+    pub detail: Detail,
+}
+
+/// The `detail` of an error.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum Detail {
+    /// A message.
+    Message(String),
+    /// Field errors (validation).
+    Fields(Vec<FieldErrorBody>),
+}
+
+/// One invalid field, in FastAPI's shape.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FieldErrorBody {
+    /// Where: `["body", field]`, `["body"]` or `["query"]`.
+    pub loc: Vec<String>,
+    /// Why.
+    pub msg: String,
+    /// `value_error` or `json_invalid`.
+    #[serde(rename = "type")]
+    pub kind: String,
 }
 
 /// Liveness or readiness.

@@ -12,30 +12,48 @@ use serde::Deserialize;
 
 /// Paging of the roster.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Paging {
-    /// Most students to return (1–10000, default all up to 10000).
+    /// Most students to return (1–10000, default 10000).
+    #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<u32>,
-    /// Students to skip.
+    /// Students to skip (at most 1000000).
+    #[param(minimum = 0, maximum = 1000000)]
     pub offset: Option<u32>,
 }
 
 const MAX_PAGE: u32 = 10_000;
+const MAX_OFFSET: u32 = 1_000_000;
 
 /// The roster with totals, in registration order.
 #[utoipa::path(get, path = "/students", tag = "examiner", params(Paging),
     security(("bearer" = [])), responses(
     (status = 200, body = StudentList),
     (status = 401, body = ErrorBody),
-    (status = 422, body = ErrorBody)))]
+    (status = 422, body = ErrorBody),
+    (status = 429, description = "too many wrong keys from this client", body = ErrorBody)))]
 pub async fn list_students(
     _: Examiner,
     State(state): State<AppState>,
     AppQuery(paging): AppQuery<Paging>,
 ) -> Result<Json<StudentList>, ApiError> {
-    let limit = paging.limit.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE);
+    let limit = paging.limit.unwrap_or(MAX_PAGE);
+    let offset = paging.offset.unwrap_or(0);
+    for (name, value, range) in [
+        ("limit", limit, 1..=MAX_PAGE),
+        ("offset", offset, 0..=MAX_OFFSET),
+    ] {
+        if !range.contains(&value) {
+            return Err(ApiError::Validation(vec![serde_json::json!({
+                "loc": ["query", name],
+                "msg": format!("must be between {} and {}", range.start(), range.end()),
+                "type": "value_error",
+            })]));
+        }
+    }
     let page = state
         .depository
-        .list_students(i64::from(limit), i64::from(paging.offset.unwrap_or(0)))
+        .list_students(i64::from(limit), i64::from(offset))
         .await
         .map_err(|e| state.api_error(e))?;
     Ok(Json(StudentList {
@@ -52,11 +70,12 @@ pub async fn list_students(
 }
 
 /// One student with their upload code and latest submission.
-#[utoipa::path(get, path = "/students/{nickname}", tag = "examiner",
+#[utoipa::path(get, path = "/students/{nickname}", tag = "examiner", params(("nickname" = String, Path, description = "1 to 12 letters or digits", pattern = "^[A-Za-z0-9]{1,12}$")),
     security(("bearer" = [])), responses(
     (status = 200, body = Student),
     (status = 401, body = ErrorBody),
-    (status = 404, body = ErrorBody)))]
+    (status = 404, body = ErrorBody),
+    (status = 429, description = "too many wrong keys from this client", body = ErrorBody)))]
 pub async fn get_student(
     _: Examiner,
     State(state): State<AppState>,
@@ -76,7 +95,8 @@ pub async fn get_student(
     (status = 201, body = Student),
     (status = 401, body = ErrorBody),
     (status = 413, body = ErrorBody),
-    (status = 422, description = "invalid field or duplicate nickname/email", body = ErrorBody)))]
+    (status = 422, description = "invalid field or duplicate nickname/email", body = ErrorBody),
+    (status = 429, description = "too many wrong keys from this client", body = ErrorBody)))]
 pub async fn create_student(
     _: Examiner,
     State(state): State<AppState>,
@@ -94,11 +114,12 @@ pub async fn create_student(
 }
 
 /// Deletes a student and their files.
-#[utoipa::path(delete, path = "/students/{nickname}", tag = "examiner",
+#[utoipa::path(delete, path = "/students/{nickname}", tag = "examiner", params(("nickname" = String, Path, description = "1 to 12 letters or digits", pattern = "^[A-Za-z0-9]{1,12}$")),
     security(("bearer" = [])), responses(
     (status = 204, description = "deleted"),
     (status = 401, body = ErrorBody),
-    (status = 404, body = ErrorBody)))]
+    (status = 404, body = ErrorBody),
+    (status = 429, description = "too many wrong keys from this client", body = ErrorBody)))]
 pub async fn delete_student(
     _: Examiner,
     State(state): State<AppState>,

@@ -22,7 +22,7 @@ pub struct UploadForm {
 }
 
 /// Uploads the student's file, replacing the previous one.
-#[utoipa::path(post, path = "/submissions/{upload_code}", tag = "student",
+#[utoipa::path(post, path = "/submissions/{upload_code}", tag = "student", params(("upload_code" = String, Path, description = "8 characters of A-Z0-9", pattern = "^[A-Z0-9]{8}$")),
     request_body(content = UploadForm, content_type = "multipart/form-data"),
     responses(
     (status = 201, body = UploadCompletionBody),
@@ -133,7 +133,7 @@ fn spool_error(error: SpoolError) -> DepositoryError {
 }
 
 /// How many attempts are left and the latest submission.
-#[utoipa::path(get, path = "/submissions/{upload_code}", tag = "student", responses(
+#[utoipa::path(get, path = "/submissions/{upload_code}", tag = "student", params(("upload_code" = String, Path, description = "8 characters of A-Z0-9", pattern = "^[A-Z0-9]{8}$")), responses(
     (status = 200, body = UploadCompletionBody),
     (status = 404, description = "unknown upload code", body = ErrorBody),
     (status = 429, description = "too many unknown codes from this client", body = ErrorBody),
@@ -152,6 +152,7 @@ pub async fn get_upload_status(
 
 /// A download URL valid for `DOWNLOAD_URL_EXPIRES_SECONDS`.
 #[utoipa::path(get, path = "/verifications/{verification_code}/download_url", tag = "student",
+    params(("verification_code" = String, Path, description = "9 characters of a-z0-9", pattern = "^[a-z0-9]{9}$")),
     responses(
     (status = 200, body = DownloadUrl),
     (status = 404, description = "unknown verification code", body = ErrorBody),

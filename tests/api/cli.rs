@@ -134,3 +134,25 @@ async fn named_keys_are_created_listed_and_revoked(backend: Backend) {
 }
 
 crate::backend_tests!(named_keys_are_created_listed_and_revoked);
+
+#[tokio::test]
+async fn demo_mode_is_announced_as_a_warning_at_startup() {
+    let fixture = Fixture::new(&Backend::Embedded).await;
+    let log = fixture.data_dir.path().join("demo.log");
+    let server = crate::process::ServerProcess::start_with(
+        &fixture,
+        &[("DEMO_MODE", "true".into()), ("RUST_LOG", "info".into())],
+        Some(&log),
+    )
+    .await;
+    let token = reqwest::get(format!("{}/auth/token", server.base))
+        .await
+        .unwrap();
+    assert_eq!(token.status(), 200);
+    server.kill().await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("WARN") && text.contains("DEMO_MODE is on"),
+        "{text}"
+    );
+}

@@ -176,3 +176,44 @@ async fn unknown_database_scheme_is_refused_at_startup() {
         "{message}"
     );
 }
+
+/// The router and the OpenAPI document agree: every documented operation is routed, and
+/// on documented paths every undocumented method answers 405.
+#[tokio::test]
+async fn routes_match_the_openapi_document() {
+    let fixture = Fixture::new(&Backend::Embedded).await;
+    let app = fixture.spawn(|c| c.demo_mode = true).await;
+    let doc: Value = app.get("/openapi.json").await.json().await.unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    let methods = ["get", "post", "put", "patch", "delete"];
+    let mut documented = 0;
+    for (path, operations) in paths {
+        let concrete = path
+            .replace("{upload_code}", "ABCDEFGH")
+            .replace("{verification_code}", "abcdefghi")
+            .replace("{nickname}", "nobody")
+            .replace("{key}", "0123456789abcdef0123456789abcdef");
+        for method in methods {
+            let response = app
+                .client
+                .request(method.to_uppercase().parse().unwrap(), app.url(&concrete))
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let body = response.text().await.unwrap_or_default();
+            if operations.get(method).is_some() {
+                documented += 1;
+                assert_ne!(status, 405, "{method} {path} is documented but not routed");
+                assert!(
+                    !(status == 404 && body.contains("\"Not Found\"")),
+                    "{method} {path} fell through to the fallback"
+                );
+            } else {
+                assert_eq!(status, 405, "{method} {path} is routed but not documented");
+            }
+        }
+    }
+    assert!(documented >= 12, "{documented} operations");
+}

@@ -151,6 +151,8 @@ async fn malformed_bodies_are_refused(backend: Backend) {
     let huge = format!(r#"{{"nickname": "{}"}}"#, "x".repeat(1024 * 1024));
     let response = send(huge, "application/json").await.unwrap();
     assert_eq!(response.status(), 413, "JSON bodies are capped");
+    // Regression: the unread body made the next request on a reused connection fail.
+    assert_eq!(response.headers()["connection"], "close");
     let response = app.get_as_examiner("/students?limit=abc").await;
     assert_eq!(response.status(), 422);
 }
