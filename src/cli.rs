@@ -29,9 +29,25 @@ enum Command {
     },
     /// Run one retention and cleanup pass now, then exit.
     Sweep,
+    /// Register every student of a CSV roster (header nickname,first_name,last_name,email),
+    /// all or none; prints each student's upload code.
+    Import {
+        /// The CSV file (`-` for standard input).
+        file: std::path::PathBuf,
+    },
+    /// Work with the roster.
+    #[command(subcommand)]
+    Students(StudentsCommand),
     /// Manage named examiner API keys kept (hashed) in the database.
     #[command(subcommand)]
     Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum StudentsCommand {
+    /// Print the roster as CSV: nickname, names, email, upload code, uploads used, latest
+    /// verification code.
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -92,6 +108,33 @@ impl Cli {
                 }
                 Ok(())
             }
+            Command::Import { file } => import(&config, &file).await,
+            Command::Students(StudentsCommand::List) => {
+                let db = server::open_database(&config).await?;
+                println!(
+                    "nickname,first_name,last_name,email,upload_code,uploads_used,verification_code"
+                );
+                let mut offset = 0;
+                loop {
+                    let page = db.list_students(1000, offset).await?;
+                    for (s, last) in &page {
+                        println!(
+                            "{},{},{},{},{},{},{}",
+                            s.nickname,
+                            csv_field(&s.first_name),
+                            csv_field(&s.last_name),
+                            s.email,
+                            s.upload_code,
+                            s.uploads_used,
+                            last.as_ref().map_or("", |l| l.verification_code.as_str())
+                        );
+                    }
+                    if page.len() < 1000 {
+                        return Ok(());
+                    }
+                    offset += 1000;
+                }
+            }
             Command::Keys(command) => {
                 let db = server::open_database(&config).await?;
                 keys(&db, command).await
@@ -110,6 +153,45 @@ impl Cli {
                 Ok(())
             }
         }
+    }
+}
+
+fn csv_field(value: &str) -> String {
+    if value.contains([',', '"', '\n']) {
+        format!("\"{}\"", value.replace('"', "\"\""))
+    } else {
+        value.to_owned()
+    }
+}
+
+async fn import(config: &Config, file: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let bytes = if file.as_os_str() == "-" {
+        let mut buffer = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buffer)?;
+        buffer
+    } else {
+        std::fs::read(file).with_context(|| format!("reading {}", file.display()))?
+    };
+    let db = server::open_database(config).await?;
+    let (store, _) = server::open_store(config, &config.public_url(config.port)).await?;
+    let depository = crate::depository::Depository::new(db, store, server::rules(config));
+    match depository.import_roster(&bytes).await {
+        Ok(created) => {
+            println!("nickname,upload_code");
+            for (student, _) in &created {
+                println!("{},{}", student.nickname, student.upload_code);
+            }
+            eprintln!("imported {} students", created.len());
+            Ok(())
+        }
+        Err(crate::depository::DepositoryError::Roster(lines)) => {
+            for line in &lines {
+                eprintln!("line {}: {}", line.line, line.message);
+            }
+            anyhow::bail!("nothing imported: {} bad lines", lines.len())
+        }
+        Err(other) => Err(other.into()),
     }
 }
 

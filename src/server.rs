@@ -171,6 +171,13 @@ impl Application {
         let db = open_database(&config).await?;
         let (store, local_files) = open_store(&config, &config.public_url(port)).await?;
         let store = wrap_store(store);
+        // Spool files of a crashed process; live uploads are younger than their deadline.
+        let stale = Duration::from_secs(config.request_deadline_seconds) * 2;
+        match crate::storage::remove_stale_spool_files(store.spool_dir(), stale).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "removed stale spool files"),
+            Err(error) => tracing::warn!(%error, "could not clean the spool directory"),
+        }
         let (api_keys, first_key) = api_keys(&config)?;
         let demo_token = config.demo_mode.then(|| {
             tracing::warn!(

@@ -88,6 +88,54 @@ impl Db {
         Ok(StudentRow::from_row(&row)?)
     }
 
+    /// Registers many students in one transaction: all or none. `Conflict` when a unique
+    /// value is taken (the caller checks which).
+    pub async fn insert_students(
+        &self,
+        students: &[(NewStudent, String)],
+    ) -> Result<Vec<StudentRow>, DbError> {
+        // A large roster is one transaction of many small inserts: allow it more time.
+        let timeout = self.timeout * 4;
+        let work = async {
+            let mut tx = self.begin().await?;
+            let mut rows = Vec::with_capacity(students.len());
+            let now = time::now();
+            for (student, upload_code) in students {
+                let row = sqlx::query(
+                    "INSERT INTO student \
+                     (nickname, first_name, last_name, email, upload_code, uploads_used, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, 0, $6) \
+                     RETURNING student_id, nickname, first_name, last_name, email, upload_code, \
+                     uploads_used, created_at",
+                )
+                .bind(&student.nickname)
+                .bind(&student.first_name)
+                .bind(&student.last_name)
+                .bind(&student.email)
+                .bind(upload_code)
+                .bind(&now)
+                .fetch_one(&mut *tx)
+                .await?;
+                rows.push(StudentRow::from_row(&row)?);
+            }
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(rows)
+        };
+        match tokio::time::timeout(timeout, work).await {
+            Ok(result) => result.map_err(DbError::from),
+            Err(_) => Err(DbError::Timeout),
+        }
+    }
+
+    /// Lowercased nicknames and e-mails of every student (to check an import against).
+    pub async fn taken_identities(&self) -> Result<Vec<(String, String)>, DbError> {
+        self.timed(
+            sqlx::query_as("SELECT lower(nickname), lower(email) FROM student")
+                .fetch_all(&self.pool),
+        )
+        .await
+    }
+
     /// Which of the nickname and e-mail (case-insensitively) already belong to a student.
     pub async fn taken(&self, nickname: &str, email: &str) -> Result<(bool, bool), DbError> {
         let sql = "SELECT \

@@ -61,6 +61,9 @@ pub enum DepositoryError {
     /// A refused request that uses no attempt (duplicate, limit reached, no file, …).
     #[error("{0}")]
     Unprocessable(String),
+    /// A roster with bad lines; nothing was imported.
+    #[error("invalid roster")]
+    Roster(Vec<crate::domain::roster::LineError>),
     /// The file is over the size limit.
     #[error("file too large")]
     TooLarge,

@@ -3,7 +3,9 @@
 use super::{Depository, DepositoryError};
 use crate::db::{DbError, StudentWithSubmission, Totals};
 use crate::domain::codes;
+use crate::domain::roster::{LineError, parse_roster};
 use crate::domain::student::StudentInput;
+use std::collections::HashSet;
 
 /// A page of the roster with the totals.
 #[derive(Debug, Clone)]
@@ -47,6 +49,56 @@ impl Depository {
             (true, true) => "A student with this nickname and email already exists",
         };
         Err(DepositoryError::Unprocessable(message.into()))
+    }
+
+    /// Registers a whole CSV roster, all rows or none; every bad line is reported, including
+    /// duplicates inside the file and with students already registered.
+    pub async fn import_roster(
+        &self,
+        csv: &[u8],
+    ) -> Result<Vec<StudentWithSubmission>, DepositoryError> {
+        let entries = parse_roster(csv).map_err(DepositoryError::Roster)?;
+        for _ in 0..3 {
+            let taken = self.db.taken_identities().await?;
+            let nicknames: HashSet<&str> = taken.iter().map(|(n, _)| n.as_str()).collect();
+            let emails: HashSet<&str> = taken.iter().map(|(_, e)| e.as_str()).collect();
+            let clashes: Vec<LineError> = entries
+                .iter()
+                .filter_map(|entry| {
+                    let mut problems = Vec::new();
+                    if nicknames.contains(entry.student.nickname.to_lowercase().as_str()) {
+                        problems.push(format!(
+                            "a student with nickname {:?} already exists",
+                            entry.student.nickname
+                        ));
+                    }
+                    if emails.contains(entry.student.email.to_lowercase().as_str()) {
+                        problems.push(format!(
+                            "a student with email {:?} already exists",
+                            entry.student.email
+                        ));
+                    }
+                    (!problems.is_empty()).then(|| LineError {
+                        line: entry.line,
+                        message: problems.join("; "),
+                    })
+                })
+                .collect();
+            if !clashes.is_empty() {
+                return Err(DepositoryError::Roster(clashes));
+            }
+            let batch: Vec<_> = entries
+                .iter()
+                .map(|e| (e.student.clone(), codes::new_upload_code()))
+                .collect();
+            match self.db.insert_students(&batch).await {
+                Ok(rows) => return Ok(rows.into_iter().map(|row| (row, None)).collect()),
+                // A concurrent registration or an upload-code collision: check again.
+                Err(DbError::Conflict) => continue,
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(DbError::Conflict.into())
     }
 
     /// A page of the roster.

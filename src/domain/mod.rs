@@ -2,5 +2,6 @@
 
 pub mod codes;
 pub mod filename;
+pub mod roster;
 pub mod student;
 pub mod time;

@@ -75,6 +75,15 @@ impl ApiError {
             DepositoryError::NotFound(m) => Self::NotFound(m),
             DepositoryError::Gone(m) => Self::Gone(m),
             DepositoryError::Invalid(fields) => Self::from_fields(&fields),
+            DepositoryError::Roster(lines) => Self::Validation(
+                lines
+                    .iter()
+                    .map(|l| json!({"line": l.line, "message": l.message}))
+                    .collect(),
+            ),
+            DepositoryError::Database(crate::db::DbError::Conflict) => {
+                Self::Unprocessable("A student with this nickname or email already exists".into())
+            }
             DepositoryError::Unprocessable(m) => Self::Unprocessable(m),
             DepositoryError::TooLarge => Self::PayloadTooLarge { limit: max_bytes },
             DepositoryError::Storage(e) => Self::Storage(e.to_string()),

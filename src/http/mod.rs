@@ -125,6 +125,12 @@ pub fn router(state: AppState) -> Router {
             "/students/{nickname}",
             get(students::get_student).delete(students::delete_student),
         )
+        .route(
+            "/students/import",
+            axum::routing::post(
+                students::import_students.layer(DefaultBodyLimit::max(students::ROSTER_BODY_LIMIT)),
+            ),
+        )
         .route("/files/{key}", get(files::download_file))
         .merge(code_routes)
         .with_state(state.clone());

@@ -13,7 +13,7 @@ use utoipa_swagger_ui::SwaggerUi;
     paths(
         meta::pong, meta::auth_token, meta::healthz, meta::readyz,
         students::list_students, students::get_student, students::create_student,
-        students::delete_student,
+        students::delete_student, students::import_students,
         submissions::create_submission, submissions::get_upload_status,
         submissions::get_download_url, files::download_file,
     ),

@@ -164,6 +164,8 @@ pub enum Detail {
     Message(String),
     /// Field errors (validation).
     Fields(Vec<FieldErrorBody>),
+    /// Bad lines of an imported roster.
+    Lines(Vec<crate::domain::roster::LineError>),
 }
 
 /// One invalid field, in FastAPI's shape.

@@ -132,3 +132,45 @@ pub async fn delete_student(
         .map_err(|e| state.api_error(e))?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// Students created by an import.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ImportResult {
+    /// The new students, in file order, with their upload codes.
+    pub created: Vec<Student>,
+}
+
+/// Largest roster file.
+pub const ROSTER_BODY_LIMIT: usize = 2 * 1024 * 1024;
+
+/// Registers every student of a CSV roster, or none: header
+/// `nickname,first_name,last_name,email`; a 422 names every bad line.
+#[utoipa::path(post, path = "/students/import", tag = "examiner",
+    request_body(content = String, content_type = "text/csv",
+        description = "CSV with the header nickname,first_name,last_name,email"),
+    security(("bearer" = [])), responses(
+    (status = 201, body = ImportResult),
+    (status = 401, body = ErrorBody),
+    (status = 413, body = ErrorBody),
+    (status = 422, description = "bad lines: `[{\"line\": n, \"message\": …}]`; nothing imported", body = ErrorBody),
+    (status = 429, description = "too many wrong keys from this client", body = ErrorBody)))]
+pub async fn import_students(
+    _: Examiner,
+    State(state): State<AppState>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<ImportResult>), ApiError> {
+    let created = state
+        .depository
+        .import_roster(&body)
+        .await
+        .map_err(|e| state.api_error(e))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(ImportResult {
+            created: created
+                .iter()
+                .map(|(student, last)| Student::new(student, last.as_ref()))
+                .collect(),
+        }),
+    ))
+}

@@ -18,8 +18,7 @@ pub struct LocalStore {
 }
 
 impl LocalStore {
-    /// Opens (creating) `data_dir/files` and `data_dir/tmp`. Stale spool files from a
-    /// crash are removed.
+    /// Opens (creating) `data_dir/files` and `data_dir/tmp`.
     pub async fn open(
         data_dir: &Path,
         signer: UrlSigner,
@@ -28,9 +27,6 @@ impl LocalStore {
         let root = data_dir.join("files");
         let spool = data_dir.join("tmp");
         tokio::fs::create_dir_all(&root).await?;
-        if tokio::fs::try_exists(&spool).await? {
-            tokio::fs::remove_dir_all(&spool).await?;
-        }
         tokio::fs::create_dir_all(&spool).await?;
         Ok(Self {
             root,

@@ -101,3 +101,17 @@ pub(crate) async fn timed<T>(
         .await
         .unwrap_or(Err(StorageError::Timeout))
 }
+
+/// Removes spool files older than `age` (left by a crash; live ones are younger).
+pub async fn remove_stale_spool_files(dir: &Path, age: Duration) -> std::io::Result<usize> {
+    let mut removed = 0;
+    let mut entries = tokio::fs::read_dir(dir).await?;
+    while let Some(entry) = entries.next_entry().await? {
+        let modified = entry.metadata().await?.modified()?;
+        if modified.elapsed().unwrap_or_default() > age {
+            tokio::fs::remove_file(entry.path()).await?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}

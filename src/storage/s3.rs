@@ -83,9 +83,6 @@ impl S3Store {
         }
         let s3 = builder.build().map_err(StorageError::from)?;
         let spool = data_dir.join("tmp");
-        if tokio::fs::try_exists(&spool).await? {
-            tokio::fs::remove_dir_all(&spool).await?;
-        }
         tokio::fs::create_dir_all(&spool).await?;
         Ok(Self {
             s3: Arc::new(s3),

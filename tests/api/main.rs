@@ -8,6 +8,7 @@ mod faults;
 mod guarantees;
 mod process;
 mod replicas;
+mod roster;
 mod security;
 mod service;
 mod students;
