@@ -480,6 +480,23 @@ impl Db {
             .await
     }
 
+    /// Every student with a current submission and that submission, in registration order.
+    pub async fn current_submissions(&self) -> Result<Vec<(StudentRow, SubmissionRow)>, DbError> {
+        let sql = format!(
+            "SELECT {STUDENT_COLUMNS}, {SUBMISSION_COLUMNS} FROM student s \
+             JOIN submission sub ON sub.student_id = s.student_id AND sub.state = 'current' \
+             ORDER BY s.student_id"
+        );
+        let rows = self.timed(sqlx::query(&sql).fetch_all(&self.pool)).await?;
+        rows.iter()
+            .map(|row| {
+                let (student, submission) = decode_pair(row)?;
+                Ok((student, submission.ok_or(sqlx::Error::RowNotFound)?))
+            })
+            .collect::<sqlx::Result<_>>()
+            .map_err(DbError::from)
+    }
+
     /// Storage keys of every current submission (for audits).
     pub async fn live_storage_keys(&self) -> Result<Vec<(String, String)>, DbError> {
         self.timed(

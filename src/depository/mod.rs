@@ -1,10 +1,12 @@
 //! The use cases of the service and the rules they enforce, over the database and the store.
 
+mod export;
 mod spool;
 mod students;
 mod sweep;
 mod uploads;
 
+pub use export::ArchiveChunk;
 pub use spool::{Spool, SpoolError, SpooledFile};
 pub use students::StudentPage;
 pub use sweep::SweepReport;

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod error;
+mod exports;
 mod files;
 pub mod limits;
 mod meta;
@@ -131,6 +132,7 @@ pub fn router(state: AppState) -> Router {
                 students::import_students.layer(DefaultBodyLimit::max(students::ROSTER_BODY_LIMIT)),
             ),
         )
+        .route("/exports/submissions.zip", get(exports::export_submissions))
         .route("/files/{key}", get(files::download_file))
         .merge(code_routes)
         .with_state(state.clone());

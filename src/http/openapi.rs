@@ -1,6 +1,6 @@
 //! The OpenAPI 3 document and the Swagger UI, both served from the binary.
 
-use super::{files, meta, schemas, students, submissions};
+use super::{exports, files, meta, schemas, students, submissions};
 use axum::Router;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -15,7 +15,7 @@ use utoipa_swagger_ui::SwaggerUi;
         students::list_students, students::get_student, students::create_student,
         students::delete_student, students::import_students,
         submissions::create_submission, submissions::get_upload_status,
-        submissions::get_download_url, files::download_file,
+        submissions::get_download_url, files::download_file, exports::export_submissions,
     ),
     components(schemas(schemas::ErrorBody, crate::domain::student::StudentInput)),
     modifiers(&BearerAuth),

@@ -17,6 +17,8 @@ pub struct Faults {
     pub crash_after_put: AtomicBool,
     /// `delete` fails.
     pub fail_delete: AtomicBool,
+    /// `get` fails.
+    pub fail_get: AtomicBool,
 }
 
 pub struct FaultyStore {
@@ -52,6 +54,9 @@ impl BlobStore for FaultyStore {
         self.inner.list_keys().await
     }
     async fn get(&self, key: &str) -> Result<ByteStream, StorageError> {
+        if self.faults.fail_get.load(Ordering::SeqCst) {
+            return Err(StorageError::Other("injected read failure".into()));
+        }
         self.inner.get(key).await
     }
     async fn check(&self) -> Result<(), StorageError> {

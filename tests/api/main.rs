@@ -4,6 +4,7 @@ mod helpers;
 
 mod cli;
 mod downloads;
+mod exports;
 mod faults;
 mod guarantees;
 mod process;

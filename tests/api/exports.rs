@@ -1,0 +1,176 @@
+//! The ZIP export: contents, manifest, scale, and failure mid-stream.
+
+use crate::backend_tests;
+use crate::faults::{Faults, FaultyStore};
+use crate::helpers::{Backend, Fixture, TOKEN, TestApp, bytes, sha256_hex};
+use async_zip::base::read::mem::ZipFileReader;
+use futures_util::{StreamExt, TryStreamExt};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+backend_tests!(
+    export_contains_every_current_file_and_a_manifest,
+    export_of_a_thousand_students
+);
+
+async fn fetch_zip(app: &TestApp) -> Vec<u8> {
+    let response = app
+        .client
+        .get(app.url("/exports/submissions.zip"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/zip");
+    response.bytes().await.unwrap().to_vec()
+}
+
+async fn unzip(archive: Vec<u8>) -> BTreeMap<String, Vec<u8>> {
+    let reader = ZipFileReader::new(archive).await.unwrap();
+    let mut files = BTreeMap::new();
+    for index in 0..reader.file().entries().len() {
+        let name = reader.file().entries()[index]
+            .filename()
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let mut entry = reader.reader_with_entry(index).await.unwrap();
+        let mut data = Vec::new();
+        entry.read_to_end_checked(&mut data).await.unwrap();
+        files.insert(name, data);
+    }
+    files
+}
+
+async fn export_contains_every_current_file_and_a_manifest(backend: Backend) {
+    let fixture = Fixture::new(&backend).await;
+    let app = fixture.spawn(|_| {}).await;
+    let ada = app.upload_code("ada").await;
+    let bob = app.upload_code("bob").await;
+    app.upload_code("cyd").await; // no submission: not in the archive
+    app.upload_named(&ada, bytes(1000, 1), "first.pdf", "application/pdf")
+        .await;
+    let ada_final = bytes(2000, 2);
+    let response = app
+        .upload_named(&ada, ada_final.clone(), "final, v2.pdf", "application/pdf")
+        .await;
+    let ada_code =
+        response.json::<serde_json::Value>().await.unwrap()["last_submission"]["verification_code"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    let bob_file = bytes(3 * 1024 * 1024, 3);
+    app.upload_named(
+        &bob,
+        bob_file.clone(),
+        "Lösung.docx",
+        "application/octet-stream",
+    )
+    .await;
+
+    let files = unzip(fetch_zip(&app).await).await;
+    let names: Vec<&str> = files.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        ["ada/final, v2.pdf", "bob/Lösung.docx", "manifest.csv"]
+    );
+    assert_eq!(files["ada/final, v2.pdf"], ada_final);
+    assert_eq!(sha256_hex(&files["bob/Lösung.docx"]), sha256_hex(&bob_file));
+    let manifest = String::from_utf8(files["manifest.csv"].clone()).unwrap();
+    let lines: Vec<&str> = manifest.lines().collect();
+    assert_eq!(
+        lines[0],
+        "nickname,first_name,last_name,verification_code,size_bytes,sha256,uploaded_at,file"
+    );
+    assert!(lines[1].starts_with(&format!(
+        "ada,Ada,Lovelace,{ada_code},2000,{},",
+        sha256_hex(&ada_final)
+    )));
+    assert!(lines[1].ends_with(",\"ada/final, v2.pdf\""));
+    assert!(lines[2].starts_with("bob,"));
+    assert_eq!(lines.len(), 3);
+
+    let unauthenticated = app.get("/exports/submissions.zip").await;
+    assert_eq!(unauthenticated.status(), 401);
+}
+
+async fn export_of_a_thousand_students(backend: Backend) {
+    let fixture = Fixture::new(&backend).await;
+    let app = fixture.spawn(|_| {}).await;
+    let mut csv = String::from("nickname,first_name,last_name,email\n");
+    for i in 0..1000 {
+        csv.push_str(&format!("s{i},First,Last,s{i}@example.org\n"));
+    }
+    let created: serde_json::Value = app
+        .client
+        .post(app.url("/students/import"))
+        .bearer_auth(TOKEN)
+        .body(csv)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let codes: Vec<String> = created["created"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["upload_code"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(codes.len(), 1000);
+    let statuses: Vec<u16> = futures_util::stream::iter(codes.iter().enumerate())
+        .map(|(i, code)| {
+            let app = &app;
+            async move {
+                app.upload(code, bytes(1024, i as u8))
+                    .await
+                    .status()
+                    .as_u16()
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    assert!(statuses.iter().all(|s| *s == 201));
+    let files = unzip(fetch_zip(&app).await).await;
+    assert_eq!(files.len(), 1001);
+    assert_eq!(files["s999/answer.pdf"], bytes(1024, (999 % 256) as u8));
+    let manifest = String::from_utf8(files["manifest.csv"].clone()).unwrap();
+    assert_eq!(manifest.lines().count(), 1001);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storage_error_mid_stream_fails_the_download_instead_of_truncating_it() {
+    let fixture = Fixture::new(&Backend::Embedded).await;
+    let faults = Arc::new(Faults::default());
+    let handle = faults.clone();
+    let app = TestApp::spawn_with(fixture.config(), move |inner| {
+        Arc::new(FaultyStore {
+            inner,
+            faults: handle,
+        })
+    })
+    .await;
+    for name in ["one", "two"] {
+        let code = app.upload_code(name).await;
+        app.upload_ok(&code, bytes(100_000, 1)).await;
+    }
+    faults.fail_get.store(true, Ordering::SeqCst);
+    let response = app
+        .client
+        .get(app.url("/exports/submissions.zip"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        200,
+        "the error happens after the headers"
+    );
+    let body: Result<Vec<_>, _> = response.bytes_stream().try_collect().await;
+    assert!(body.is_err(), "the transfer fails visibly");
+}
