@@ -25,6 +25,8 @@ pub struct UploadSlot {
 /// What a student sees after uploading, and on `GET /submissions/{code}`.
 #[derive(Debug, Clone)]
 pub struct UploadCompletion {
+    /// The student.
+    pub student: StudentRow,
     /// Attempts left.
     pub uploads_available: i64,
     /// The latest accepted submission.
@@ -71,6 +73,7 @@ impl Depository {
         Ok(UploadCompletion {
             uploads_available: self.uploads_left(student.uploads_used),
             last_submission,
+            student,
         })
     }
 
@@ -158,6 +161,7 @@ impl Depository {
                     tokio::spawn(async move { this.delete_queued_object(&old).await });
                 }
                 Ok(UploadCompletion {
+                    student: slot.student.clone(),
                     uploads_available: self.uploads_left(uploads_used),
                     last_submission: Some(*submission),
                 })

@@ -8,6 +8,7 @@ pub mod limits;
 mod meta;
 mod middleware;
 mod openapi;
+mod pages;
 pub mod schemas;
 mod students;
 mod submissions;
@@ -133,6 +134,10 @@ pub fn router(state: AppState) -> Router {
             ),
         )
         .route("/exports/submissions.zip", get(exports::export_submissions))
+        .route("/upload", get(pages::upload_page))
+        .route("/verify", get(pages::verify_page))
+        .route("/examiner", get(pages::examiner_page))
+        .route("/assets/{name}", get(pages::asset))
         .route("/files/{key}", get(files::download_file))
         .merge(code_routes)
         .with_state(state.clone());

@@ -102,6 +102,9 @@ pub struct StudentSummary {
     pub last_submission: Option<SubmissionRef>,
     /// Accepted uploads so far.
     pub uploads_used: i64,
+    /// The upload code, only with `?with_codes=true` (for printing slips).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upload_code: Option<String>,
 }
 
 /// Roster totals.
@@ -122,9 +125,22 @@ pub struct StudentList {
     pub students: Vec<StudentSummary>,
 }
 
+/// Who an upload code belongs to (shown on the student page).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StudentIdentity {
+    /// Nickname.
+    pub nickname: String,
+    /// First name.
+    pub first_name: String,
+    /// Last name.
+    pub last_name: String,
+}
+
 /// A student's upload status.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UploadCompletionBody {
+    /// The student the code belongs to.
+    pub student: StudentIdentity,
     /// Attempts left.
     pub uploads_available: i64,
     /// Whether the student has uploaded.
@@ -263,6 +279,7 @@ impl StudentSummary {
                 verification_code: s.verification_code.clone(),
             }),
             uploads_used: student.uploads_used,
+            upload_code: None,
         }
     }
 }
@@ -270,6 +287,11 @@ impl StudentSummary {
 impl From<&UploadCompletion> for UploadCompletionBody {
     fn from(c: &UploadCompletion) -> Self {
         Self {
+            student: StudentIdentity {
+                nickname: c.student.nickname.clone(),
+                first_name: c.student.first_name.clone(),
+                last_name: c.student.last_name.clone(),
+            },
             uploads_available: c.uploads_available,
             has_submission: c.last_submission.is_some(),
             last_submission: c.last_submission.as_ref().map(SubmissionReceipt::from),

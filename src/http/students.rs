@@ -17,6 +17,8 @@ pub struct Paging {
     /// Most students to return (1–10000, default 10000).
     #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<u32>,
+    /// Include each student's upload code (for printing slips).
+    pub with_codes: Option<bool>,
     /// Students to skip (at most 1000000).
     #[param(minimum = 0, maximum = 1000000)]
     pub offset: Option<u32>,
@@ -64,7 +66,13 @@ pub async fn list_students(
         students: page
             .students
             .iter()
-            .map(|(student, last)| StudentSummary::new(student, last.as_ref()))
+            .map(|(student, last)| {
+                let mut summary = StudentSummary::new(student, last.as_ref());
+                if paging.with_codes == Some(true) {
+                    summary.upload_code = Some(student.upload_code.clone());
+                }
+                summary
+            })
             .collect(),
     }))
 }

@@ -41,7 +41,12 @@ async fn upload_returns_the_receipt_and_status(backend: Backend) {
         .unwrap();
     assert_eq!(
         status,
-        serde_json::json!({"uploads_available": 5, "has_submission": false, "last_submission": null})
+        serde_json::json!({
+            "uploads_available": 5,
+            "has_submission": false,
+            "last_submission": null,
+            "student": {"nickname": "ada", "first_name": "Ada", "last_name": "Lovelace"},
+        })
     );
 
     let data = bytes(1000, 3);
