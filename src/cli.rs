@@ -29,6 +29,8 @@ enum Command {
     },
     /// Run one retention and cleanup pass now, then exit.
     Sweep,
+    /// Exit 0 when the local server answers `/healthz` (for container health checks).
+    Healthcheck,
     /// Register every student of a CSV roster (header nickname,first_name,last_name,email),
     /// all or none; prints each student's upload code.
     Import {
@@ -138,6 +140,21 @@ impl Cli {
             Command::Keys(command) => {
                 let db = server::open_database(&config).await?;
                 keys(&db, command).await
+            }
+            Command::Healthcheck => {
+                let url = format!("http://127.0.0.1:{}/healthz", config.port);
+                let response = reqwest::Client::builder()
+                    .timeout(std::time::Duration::from_secs(3))
+                    .build()?
+                    .get(&url)
+                    .send()
+                    .await?;
+                anyhow::ensure!(
+                    response.status().is_success(),
+                    "{url} answered {}",
+                    response.status()
+                );
+                Ok(())
             }
             Command::Sweep => {
                 let db = server::open_database(&config).await?;

@@ -17,6 +17,7 @@ pub mod depository;
 pub mod domain;
 pub mod http;
 pub mod listener;
+pub mod metrics;
 pub mod secrets;
 pub mod server;
 pub mod storage;

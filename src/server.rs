@@ -7,8 +7,9 @@ use crate::http::auth::ApiKeys;
 use crate::http::limits::{ClientIdentity, FailureLimiter, GlobalBudget, Limits, TRACKED_CLIENTS};
 use crate::http::{AppState, HttpSettings, router};
 use crate::listener::ConnectionLimits;
+use crate::metrics::Metrics;
 use crate::secrets;
-use crate::storage::{BlobStore, LocalStore, S3Settings, S3Store, UrlSigner};
+use crate::storage::{BlobStore, InstrumentedStore, LocalStore, S3Settings, S3Store, UrlSigner};
 use anyhow::Context;
 use axum::http::{HeaderName, HeaderValue};
 use std::future::Future;
@@ -168,9 +169,13 @@ impl Application {
             .await
             .with_context(|| format!("binding {}:{}", config.host, config.port))?;
         let port = listener.local_addr()?.port();
-        let db = open_database(&config).await?;
+        let metrics = Arc::new(Metrics::new());
+        let db = open_database(&config)
+            .await?
+            .with_latency_histogram(metrics.db_duration.clone());
         let (store, local_files) = open_store(&config, &config.public_url(port)).await?;
-        let store = wrap_store(store);
+        let store: Arc<dyn BlobStore> =
+            Arc::new(InstrumentedStore::new(wrap_store(store), metrics.clone()));
         // Spool files of a crashed process; live uploads are younger than their deadline.
         let stale = Duration::from_secs(config.request_deadline_seconds) * 2;
         match crate::storage::remove_stale_spool_files(store.spool_dir(), stale).await {
@@ -187,7 +192,7 @@ impl Application {
             first_key
         });
         let state = AppState {
-            depository: Depository::new(db, store, rules(&config)),
+            depository: Depository::new(db, store, rules(&config)).with_metrics(metrics),
             api_keys: Arc::new(api_keys),
             demo_token,
             local_files,

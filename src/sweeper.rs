@@ -14,7 +14,15 @@ pub async fn run(depository: Depository, interval: Duration, stop: CancellationT
             () = stop.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        match depository.sweep_once().await {
+        let result = depository.sweep_once().await;
+        let metrics = &depository.metrics;
+        metrics.sweeps.inc();
+        if let Ok(report) = &result {
+            metrics.expired.inc_by(report.expired as u64);
+            metrics.deleted.inc_by(report.deleted as u64);
+            metrics.delete_failures.inc_by(report.failed as u64);
+        }
+        match result {
             Ok(report) if report != Default::default() => {
                 tracing::info!(
                     expired = report.expired,

@@ -87,6 +87,7 @@ pub struct Db {
     pool: AnyPool,
     kind: DbKind,
     timeout: Duration,
+    latency: Option<prometheus_client::metrics::histogram::Histogram>,
 }
 
 impl Db {
@@ -132,6 +133,7 @@ impl Db {
             pool,
             kind,
             timeout,
+            latency: None,
         })
     }
 
@@ -151,6 +153,20 @@ impl Db {
         };
         migrator.run(&self.pool).await?;
         Ok(())
+    }
+
+    /// Records every call's latency into `histogram`.
+    pub fn with_latency_histogram(
+        mut self,
+        histogram: prometheus_client::metrics::histogram::Histogram,
+    ) -> Self {
+        self.latency = Some(histogram);
+        self
+    }
+
+    /// Open and idle connections of the pool.
+    pub fn pool_stats(&self) -> (u32, usize) {
+        (self.pool.size(), self.pool.num_idle())
     }
 
     /// Which backend this is.
@@ -188,7 +204,12 @@ impl Db {
         &self,
         call: impl Future<Output = Result<T, sqlx::Error>>,
     ) -> Result<T, DbError> {
-        match tokio::time::timeout(self.timeout, call).await {
+        let started = std::time::Instant::now();
+        let outcome = tokio::time::timeout(self.timeout, call).await;
+        if let Some(latency) = &self.latency {
+            latency.observe(started.elapsed().as_secs_f64());
+        }
+        match outcome {
             Ok(result) => result.map_err(DbError::from),
             Err(_) => Err(DbError::Timeout),
         }

@@ -66,6 +66,9 @@ pub enum DepositoryError {
     /// A roster with bad lines; nothing was imported.
     #[error("invalid roster")]
     Roster(Vec<crate::domain::roster::LineError>),
+    /// The student has used every attempt.
+    #[error("upload limit reached")]
+    LimitReached,
     /// The file is over the size limit.
     #[error("file too large")]
     TooLarge,
@@ -86,12 +89,25 @@ pub struct Depository {
     pub store: Arc<dyn BlobStore>,
     /// The rules in force.
     pub rules: Rules,
+    /// Where counters and latencies go.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Depository {
     /// Assembles the core.
     pub fn new(db: Db, store: Arc<dyn BlobStore>, rules: Rules) -> Self {
-        Self { db, store, rules }
+        Self {
+            db,
+            store,
+            rules,
+            metrics: Arc::new(crate::metrics::Metrics::new()),
+        }
+    }
+
+    /// The same core reporting into `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// How long an upload's key stays reserved, and how long a sweeper's claim lasts:

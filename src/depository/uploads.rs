@@ -50,7 +50,6 @@ pub struct LocalDownload {
 }
 
 const UPLOAD_NOT_FOUND: &str = "Upload code not found";
-const LIMIT_REACHED: &str = "Upload limit reached";
 const VERIFICATION_NOT_FOUND: &str = "Verification code not found";
 
 impl Depository {
@@ -59,7 +58,7 @@ impl Depository {
     pub async fn upload_slot(&self, upload_code: &str) -> Result<UploadSlot, DepositoryError> {
         let student = self.student_for_code(upload_code).await?.0;
         if student.uploads_used >= self.rules.submissions_per_student {
-            return Err(DepositoryError::Unprocessable(LIMIT_REACHED.into()));
+            return Err(DepositoryError::LimitReached);
         }
         Ok(UploadSlot { student })
     }
@@ -168,7 +167,7 @@ impl Depository {
             }
             CommitOutcome::LimitReached => {
                 self.discard_object(&key).await;
-                Err(DepositoryError::Unprocessable(LIMIT_REACHED.into()))
+                Err(DepositoryError::LimitReached)
             }
             CommitOutcome::StudentGone => {
                 self.discard_object(&key).await;

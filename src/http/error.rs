@@ -86,6 +86,7 @@ impl ApiError {
             }
             DepositoryError::Unprocessable(m) => Self::Unprocessable(m),
             DepositoryError::TooLarge => Self::PayloadTooLarge { limit: max_bytes },
+            DepositoryError::LimitReached => Self::Unprocessable("Upload limit reached".into()),
             DepositoryError::Storage(e) => Self::Storage(e.to_string()),
             DepositoryError::Database(e) => Self::Unavailable(e.to_string()),
         }

@@ -52,6 +52,28 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
+/// Prometheus metrics (examiner key required).
+#[utoipa::path(get, path = "/metrics", tag = "service", security(("bearer" = [])), responses(
+    (status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text", body = String),
+    (status = 401, body = ErrorBody),
+    (status = 429, description = "too many wrong keys from this client", body = ErrorBody)))]
+pub async fn metrics(_: super::auth::Examiner, State(state): State<AppState>) -> Response {
+    let metrics = &state.depository.metrics;
+    let (open, idle) = state.depository.db.pool_stats();
+    metrics.db_connections.set(i64::from(open));
+    metrics
+        .db_idle_connections
+        .set(i64::try_from(idle).unwrap_or(i64::MAX));
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        metrics.render(),
+    )
+        .into_response()
+}
+
 /// 404 for unknown paths.
 pub async fn not_found() -> Response {
     status_only(StatusCode::NOT_FOUND, "Not Found")

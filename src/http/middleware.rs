@@ -3,6 +3,7 @@
 
 use super::AppState;
 use super::error::ApiError;
+use crate::metrics::{RequestLabels, RouteLabels};
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -23,6 +24,38 @@ pub async fn guard_codes(State(state): State<AppState>, request: Request, next: 
         state.limits.misses.record(client);
         state.limits.global_misses.record();
     }
+    response
+}
+
+/// Counts every request and its latency by route template and status.
+pub async fn record_metrics(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let method = request.method().to_string();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let metrics = &state.depository.metrics;
+    metrics
+        .request_duration
+        .get_or_create(&RouteLabels {
+            method: method.clone(),
+            route: route.clone(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            method,
+            route,
+            status: response.status().as_u16(),
+        })
+        .inc();
     response
 }
 

@@ -139,7 +139,12 @@ pub fn router(state: AppState) -> Router {
         .route("/examiner", get(pages::examiner_page))
         .route("/assets/{name}", get(pages::asset))
         .route("/files/{key}", get(files::download_file))
+        .route("/metrics", get(meta::metrics))
         .merge(code_routes)
+        .route_layer(from_fn_with_state(
+            state.clone(),
+            middleware::record_metrics,
+        ))
         .with_state(state.clone());
     let http = state.http.clone();
     api.merge(openapi::docs())

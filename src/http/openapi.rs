@@ -11,7 +11,7 @@ use utoipa_swagger_ui::SwaggerUi;
 #[openapi(
     info(title = "exam-depository", description = "Collects students' exam answer files and serves them to examiners."),
     paths(
-        meta::pong, meta::auth_token, meta::healthz, meta::readyz,
+        meta::pong, meta::auth_token, meta::healthz, meta::readyz, meta::metrics,
         students::list_students, students::get_student, students::create_student,
         students::delete_student, students::import_students,
         submissions::create_submission, submissions::get_upload_status,

@@ -11,6 +11,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 const ROUTE: &str = "/submissions/{upload_code}";
+const EMPTY_FILE: &str = "Empty file";
 
 /// The multipart body of an upload: one part named `file`.
 #[derive(utoipa::ToSchema)]
@@ -38,9 +39,15 @@ pub async fn create_submission(
     RequestId(request_id): RequestId,
     request: Request,
 ) -> Result<(StatusCode, Json<UploadCompletionBody>), ApiError> {
+    let metrics = &state.depository.metrics;
     let Ok(_receiving) = state.limits.uploads.try_acquire() else {
+        metrics.upload("overloaded");
         return Err(ApiError::Overloaded);
     };
+    metrics.uploads_in_flight.inc();
+    let _in_flight = scopeguard(|| {
+        metrics.uploads_in_flight.dec();
+    });
     let depository = &state.depository;
     let result = async {
         let slot = depository.upload_slot(&upload_code).await?;
@@ -59,8 +66,16 @@ pub async fn create_submission(
             .await
     }
     .await;
+    metrics.upload(outcome(&result));
     match result {
-        Ok(completion) => Ok((StatusCode::CREATED, Json((&completion).into()))),
+        Ok(completion) => {
+            if let Some(submission) = &completion.last_submission {
+                metrics
+                    .bytes_stored
+                    .inc_by(u64::try_from(submission.size_bytes).unwrap_or(0));
+            }
+            Ok((StatusCode::CREATED, Json((&completion).into())))
+        }
         Err(DepositoryError::Storage(error)) => {
             let cause = error.to_string();
             if let Err(db_error) = depository
@@ -74,6 +89,34 @@ pub async fn create_submission(
         }
         Err(other) => Err(state.api_error(other)),
     }
+}
+
+/// The metrics label of an upload's result.
+fn outcome<T>(result: &Result<T, DepositoryError>) -> &'static str {
+    match result {
+        Ok(_) => "accepted",
+        Err(DepositoryError::NotFound(_)) => "unknown_code",
+        Err(DepositoryError::TooLarge) => "too_large",
+        Err(DepositoryError::LimitReached) => "limit_reached",
+        Err(DepositoryError::Unprocessable(m)) if m == EMPTY_FILE => "empty_file",
+        Err(DepositoryError::Unprocessable(_)) => "no_file",
+        Err(DepositoryError::Storage(_)) => "storage_error",
+        Err(DepositoryError::Database(_)) => "database_error",
+        Err(_) => "refused",
+    }
+}
+
+/// Runs `f` when dropped (also when the client hangs up and the handler is cancelled).
+fn scopeguard(f: impl FnOnce()) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
 }
 
 type Received = (SpooledFile, Option<String>, Option<String>);
@@ -106,7 +149,7 @@ async fn receive_file(state: &AppState, request: Request) -> Result<Received, De
             spool.write(&chunk).await.map_err(spool_error)?;
         }
         if spool.size() == 0 {
-            return Err(DepositoryError::Unprocessable("Empty file".into()));
+            return Err(DepositoryError::Unprocessable(EMPTY_FILE.into()));
         }
         received = Some((
             spool.finish().await.map_err(spool_error)?,

@@ -1,10 +1,12 @@
 //! Object storage for submitted files: local disk (the embedded default) or any
 //! S3-compatible store. Keys are random hex chosen by the service, never user input.
 
+mod instrumented;
 mod local;
 mod s3;
 mod signing;
 
+pub use instrumented::InstrumentedStore;
 pub use local::LocalStore;
 pub use s3::{S3Settings, S3Store};
 pub use signing::{UrlSigner, VerifyError};

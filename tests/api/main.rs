@@ -4,10 +4,12 @@ mod helpers;
 
 mod browser;
 mod cli;
+mod deployment;
 mod downloads;
 mod exports;
 mod faults;
 mod guarantees;
+mod observability;
 mod process;
 mod replicas;
 mod roster;
