@@ -33,6 +33,15 @@
     $("current").textContent = last
       ? "Current submission: " + last.original_filename + ", " + size(last.size_bytes) + ", received " + when(last.created_at) + "."
       : "You have not submitted a file yet.";
+    const w = status.window || {};
+    const parts = [];
+    if (w.opens_at) parts.push("Submissions open " + when(w.opens_at) + ".");
+    if (w.closes_at) parts.push("Submissions close " + when(w.closes_at) + " (server time now " + when(w.server_time) + ").");
+    $("window").textContent = parts.join(" ");
+    const looked = status.download_urls_issued_at || [];
+    $("downloads").textContent = looked.length
+      ? "Download links for your current file were issued at: " + looked.map(when).join(", ") + "."
+      : "";
     $("upload-button").disabled = status.uploads_available < 1;
     if (status.uploads_available < 1) say("You have used all your attempts. Your last upload is the one that counts.");
   }
@@ -76,6 +85,22 @@
     link.download = "receipt-" + s.verification_code + ".txt";
     show("receipt", true);
     $("receipt").scrollIntoView();
+    offerSignedReceipt(s.verification_code);
+  }
+
+  async function offerSignedReceipt(verification) {
+    const link = $("signed-receipt");
+    show("signed-receipt", false);
+    const response = await fetch("/receipts/" + encodeURIComponent(verification));
+    if (!response.ok) return;
+    const text = JSON.stringify(await response.json(), null, 2) + "\n";
+    $("signed-receipt-text").textContent = text;
+    show("signed-receipt-box", true);
+    const blob = new Blob([text], { type: "application/json" });
+    if (link.href.startsWith("blob:")) URL.revokeObjectURL(link.href);
+    link.href = URL.createObjectURL(blob);
+    link.download = "receipt-" + verification + ".json";
+    show("signed-receipt", true);
   }
 
   function upload(file) {

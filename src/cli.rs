@@ -1,6 +1,7 @@
 //! The command line: `serve`, `migrate`, `errors`, `sweep`.
 
 use crate::config::Config;
+use crate::domain::audit::AuditEntry;
 use crate::server::{self, Application};
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -40,6 +41,19 @@ enum Command {
     /// Work with the roster.
     #[command(subcommand)]
     Students(StudentsCommand),
+    /// Check the audit log's hash chain; exit 1 at the first broken link.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Check a signed receipt (JSON from GET /receipts/{code}) offline; exit 1 and name the
+    /// changed field when it does not verify.
+    VerifyReceipt {
+        /// The receipt file.
+        file: std::path::PathBuf,
+        /// The service's public key (base64, from GET /receipts/public-key); default: this
+        /// installation's key (RECEIPT_SIGNING_KEY or DATA_DIR).
+        #[arg(long)]
+        public_key: Option<String>,
+    },
     /// Manage named examiner API keys kept (hashed) in the database.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -50,6 +64,19 @@ enum StudentsCommand {
     /// Print the roster as CSV: nickname, names, email, upload code, uploads used, latest
     /// verification code.
     List,
+    /// Give a student extra time after SUBMISSIONS_CLOSE_AT.
+    Extend {
+        /// The student's nickname.
+        nickname: String,
+        /// Extra seconds (0 removes the extension).
+        seconds: i64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Recompute the hash chain from the first event to the head.
+    Verify,
 }
 
 #[derive(Debug, Subcommand)]
@@ -137,6 +164,39 @@ impl Cli {
                     offset += 1000;
                 }
             }
+            Command::Students(StudentsCommand::Extend { nickname, seconds }) => {
+                let depository = open_depository(&config).await?;
+                let (student, _) = depository.set_extra_time(&nickname, seconds, "cli").await?;
+                println!(
+                    "{} has {} extra seconds",
+                    student.nickname, student.extra_seconds
+                );
+                Ok(())
+            }
+            Command::Audit(AuditCommand::Verify) => {
+                let db = server::open_database(&config).await?;
+                audit_verify(&db).await
+            }
+            Command::VerifyReceipt { file, public_key } => {
+                let text = std::fs::read_to_string(&file)?;
+                let receipt: crate::receipts::Receipt = serde_json::from_str(&text)
+                    .map_err(|e| anyhow::anyhow!("not a receipt: {e}"))?;
+                let key = match public_key {
+                    Some(key) => key,
+                    None => server::receipt_signer(&config)?.public_key_base64(),
+                };
+                crate::receipts::verify(&receipt, &key)
+                    .map_err(|e| anyhow::anyhow!("receipt INVALID: {e}"))?;
+                println!(
+                    "receipt valid: {} submitted {} ({} bytes, sha256 {}) at {}",
+                    receipt.nickname,
+                    receipt.original_filename,
+                    receipt.size_bytes,
+                    receipt.sha256,
+                    receipt.accepted_at
+                );
+                Ok(())
+            }
             Command::Keys(command) => {
                 let db = server::open_database(&config).await?;
                 keys(&db, command).await
@@ -157,11 +217,7 @@ impl Cli {
                 Ok(())
             }
             Command::Sweep => {
-                let db = server::open_database(&config).await?;
-                let (store, _) =
-                    server::open_store(&config, &config.public_url(config.port)).await?;
-                let depository =
-                    crate::depository::Depository::new(db, store, server::rules(&config));
+                let depository = open_depository(&config).await?;
                 let report = depository.sweep_once().await?;
                 println!(
                     "expired {} submissions, deleted {} objects, {} deletions to retry",
@@ -171,6 +227,17 @@ impl Cli {
             }
         }
     }
+}
+
+/// The core as the server builds it, for commands that act like it.
+async fn open_depository(config: &Config) -> anyhow::Result<crate::depository::Depository> {
+    let db = server::open_database(config).await?;
+    let (store, _) = server::open_store(config, &config.public_url(config.port)).await?;
+    Ok(crate::depository::Depository::new(
+        db,
+        store,
+        server::rules(config, config.port)?,
+    ))
 }
 
 fn csv_field(value: &str) -> String {
@@ -190,10 +257,8 @@ async fn import(config: &Config, file: &std::path::Path) -> anyhow::Result<()> {
     } else {
         std::fs::read(file).with_context(|| format!("reading {}", file.display()))?
     };
-    let db = server::open_database(config).await?;
-    let (store, _) = server::open_store(config, &config.public_url(config.port)).await?;
-    let depository = crate::depository::Depository::new(db, store, server::rules(config));
-    match depository.import_roster(&bytes).await {
+    let depository = open_depository(config).await?;
+    match depository.import_roster(&bytes, "cli").await {
         Ok(created) => {
             println!("nickname,upload_code");
             for (student, _) in &created {
@@ -212,6 +277,29 @@ async fn import(config: &Config, file: &std::path::Path) -> anyhow::Result<()> {
     }
 }
 
+async fn audit_verify(db: &crate::db::Db) -> anyhow::Result<()> {
+    use crate::domain::audit::{GENESIS, verify_chain};
+    let (head_id, head_hash) = db.audit_head().await?;
+    let mut prev_hash = GENESIS.to_owned();
+    let mut after = 0;
+    loop {
+        let events = db.audit_events(after, 1000).await?;
+        if events.is_empty() {
+            break;
+        }
+        prev_hash = verify_chain(&events, after + 1, prev_hash).map_err(|broken| {
+            anyhow::anyhow!("audit log broken at event {}: {}", broken.id, broken.reason)
+        })?;
+        after = events.last().map_or(after, |e| e.id);
+    }
+    anyhow::ensure!(
+        after == head_id && prev_hash == head_hash,
+        "audit log broken after event {after}: the head says {head_id} events ending in {head_hash}"
+    );
+    println!("audit log intact: {head_id} events, head {head_hash}");
+    Ok(())
+}
+
 async fn keys(db: &crate::db::Db, command: KeysCommand) -> anyhow::Result<()> {
     match command {
         KeysCommand::Create { name } => {
@@ -227,6 +315,13 @@ async fn keys(db: &crate::db::Db, command: KeysCommand) -> anyhow::Result<()> {
                 }
                 other => other?,
             }
+            db.append_audit(&AuditEntry::new(
+                "cli",
+                "key.created",
+                format!("key:{}", name.trim()),
+                serde_json::json!({}),
+            ))
+            .await?;
             println!("{key}");
             eprintln!("Key {name:?} created. It is shown only now: store it safely.");
         }

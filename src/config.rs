@@ -115,6 +115,20 @@ pub struct Config {
     #[arg(long, env = "DOWNLOAD_SIGNING_KEY", hide_env_values = true)]
     pub download_signing_key: Option<Secret>,
 
+    /// Uploads before this instant (RFC 3339) are refused with 403.
+    #[arg(long, env = "SUBMISSIONS_OPEN_AT")]
+    pub submissions_open_at: Option<String>,
+
+    /// Uploads arriving from this instant (RFC 3339) are refused with 403, unless a student
+    /// has extra time.
+    #[arg(long, env = "SUBMISSIONS_CLOSE_AT")]
+    pub submissions_close_at: Option<String>,
+
+    /// Ed25519 seed (base64, 32 bytes) that signs receipts; generated into DATA_DIR when
+    /// unset. Replicas must share it.
+    #[arg(long, env = "RECEIPT_SIGNING_KEY", hide_env_values = true)]
+    pub receipt_signing_key: Option<Secret>,
+
     /// Largest number of database connections.
     #[arg(long, env = "DB_POOL_SIZE", default_value_t = 16)]
     pub db_pool_size: u32,

@@ -18,6 +18,7 @@ pub mod domain;
 pub mod http;
 pub mod listener;
 pub mod metrics;
+pub mod receipts;
 pub mod secrets;
 pub mod server;
 pub mod storage;

@@ -17,10 +17,16 @@ pub fn load_or_generate(path: &Path) -> std::io::Result<(String, bool)> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
+    let secret = codes::new_secret();
+    write_secret(path, &secret)?;
+    Ok((secret, true))
+}
+
+/// Writes a secret to `path`, readable by the owner only.
+pub fn write_secret(path: &Path, secret: &str) -> std::io::Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    let secret = codes::new_secret();
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -28,8 +34,7 @@ pub fn load_or_generate(path: &Path) -> std::io::Result<(String, bool)> {
         .mode(0o600)
         .open(path)?;
     writeln!(file, "{secret}")?;
-    file.sync_all()?;
-    Ok((secret, true))
+    file.sync_all()
 }
 
 #[cfg(test)]

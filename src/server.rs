@@ -3,11 +3,13 @@
 use crate::config::Config;
 use crate::db::{Db, DbOptions};
 use crate::depository::{Depository, Rules};
+use crate::domain::window::SubmissionWindow;
 use crate::http::auth::ApiKeys;
 use crate::http::limits::{ClientIdentity, FailureLimiter, GlobalBudget, Limits, TRACKED_CLIENTS};
 use crate::http::{AppState, HttpSettings, router};
 use crate::listener::ConnectionLimits;
 use crate::metrics::Metrics;
+use crate::receipts::ReceiptSigner;
 use crate::secrets;
 use crate::storage::{BlobStore, InstrumentedStore, LocalStore, S3Settings, S3Store, UrlSigner};
 use anyhow::Context;
@@ -28,16 +30,63 @@ pub struct Application {
     connection_limits: ConnectionLimits,
 }
 
-/// The rules of SPEC section 1 as configured.
-pub fn rules(config: &Config) -> Rules {
-    Rules {
+/// The rules of SPEC sections 1 and 6 as configured.
+pub fn rules(config: &Config, bound_port: u16) -> anyhow::Result<Rules> {
+    let instant = |name: &str, value: &Option<String>| -> anyhow::Result<_> {
+        value
+            .as_deref()
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| {
+                chrono::DateTime::parse_from_rfc3339(v.trim())
+                    .map(|t| t.with_timezone(&chrono::Utc))
+                    .with_context(|| format!("{name} is not an RFC 3339 time: {v:?}"))
+            })
+            .transpose()
+    };
+    let window = SubmissionWindow {
+        opens_at: instant("SUBMISSIONS_OPEN_AT", &config.submissions_open_at)?,
+        closes_at: instant("SUBMISSIONS_CLOSE_AT", &config.submissions_close_at)?,
+    };
+    if let (Some(open), Some(close)) = (window.opens_at, window.closes_at) {
+        anyhow::ensure!(
+            open < close,
+            "SUBMISSIONS_OPEN_AT must be before SUBMISSIONS_CLOSE_AT"
+        );
+    }
+    Ok(Rules {
         max_submission_bytes: config.max_submission_bytes,
         submissions_per_student: i64::from(config.submissions_per_student),
         download_url_expires: Duration::from_secs(config.download_url_expires_seconds),
         retention: Duration::from_secs(config.retention_seconds),
         storage_timeout: config.storage_timeout(),
         db_timeout: config.db_timeout(),
+        window,
+        service_url: config.public_url(bound_port),
+    })
+}
+
+/// The receipt signer: `RECEIPT_SIGNING_KEY`, or a key generated once into DATA_DIR.
+pub fn receipt_signer(config: &Config) -> anyhow::Result<ReceiptSigner> {
+    if let Some(seed) = &config.receipt_signing_key {
+        return ReceiptSigner::from_base64_seed(seed.expose()).map_err(anyhow::Error::msg);
     }
+    let path = config.data_dir.join("receipt-signing.key");
+    let existing = std::fs::read_to_string(&path)
+        .ok()
+        .filter(|s| !s.trim().is_empty());
+    let seed = match existing {
+        Some(seed) => seed,
+        None => {
+            let seed = ReceiptSigner::new_seed();
+            secrets::write_secret(&path, &seed).context("writing the receipt signing key")?;
+            tracing::warn!(
+                path = %path.display(),
+                "generated a receipt signing key; replicas must share it (set RECEIPT_SIGNING_KEY)"
+            );
+            seed
+        }
+    };
+    ReceiptSigner::from_base64_seed(&seed).map_err(anyhow::Error::msg)
 }
 
 /// Connects to the configured database and migrates it.
@@ -192,7 +241,9 @@ impl Application {
             first_key
         });
         let state = AppState {
-            depository: Depository::new(db, store, rules(&config)).with_metrics(metrics),
+            depository: Depository::new(db, store, rules(&config, port)?)
+                .with_metrics(metrics)
+                .with_receipts(receipt_signer(&config)?),
             api_keys: Arc::new(api_keys),
             demo_token,
             local_files,

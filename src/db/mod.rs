@@ -1,6 +1,7 @@
 //! The database: one set of portable SQL run through sqlx's `Any` driver on SQLite or
 //! PostgreSQL, chosen once from the URL scheme. Each backend has its own migration folder.
 
+pub(crate) mod audit;
 mod keys;
 mod models;
 mod queries;

@@ -22,6 +22,8 @@ pub struct StudentRow {
     pub uploads_used: i64,
     /// Registration time (RFC 3339).
     pub created_at: String,
+    /// Extra time after the close, in seconds.
+    pub extra_seconds: i64,
 }
 
 /// One accepted upload.
@@ -115,7 +117,7 @@ pub struct ErrorRow {
 }
 
 pub(crate) const STUDENT_COLUMNS: &str = "s.student_id, s.nickname, s.first_name, s.last_name, \
-     s.email, s.upload_code, s.uploads_used, s.created_at";
+     s.email, s.upload_code, s.uploads_used, s.created_at, s.extra_seconds";
 
 pub(crate) const SUBMISSION_COLUMNS: &str = "sub.submission_id, sub.student_id AS sub_student_id, \
      sub.verification_code, sub.storage_key, sub.original_filename, sub.content_type, \
@@ -133,6 +135,7 @@ impl StudentRow {
             upload_code: row.try_get("upload_code")?,
             uploads_used: row.try_get("uploads_used")?,
             created_at: row.try_get("created_at")?,
+            extra_seconds: row.try_get("extra_seconds")?,
         })
     }
 }

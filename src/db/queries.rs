@@ -1,8 +1,10 @@
 //! The service's queries. The SQL is portable between SQLite (3.35+) and PostgreSQL:
 //! `$N` placeholders, `RETURNING`, `ON CONFLICT DO NOTHING` and partial indexes.
 
+use super::audit;
 use super::models::{STUDENT_COLUMNS, SUBMISSION_COLUMNS};
 use super::{Db, DbError, ErrorRow, NewSubmission, StudentRow, SubmissionRow};
+use crate::domain::audit::AuditEntry;
 use crate::domain::student::NewStudent;
 use crate::domain::time;
 use sqlx::Row;
@@ -67,25 +69,30 @@ impl Db {
         &self,
         student: &NewStudent,
         upload_code: &str,
+        audit: &AuditEntry,
     ) -> Result<StudentRow, DbError> {
         let sql = "INSERT INTO student \
              (nickname, first_name, last_name, email, upload_code, uploads_used, created_at) \
              VALUES ($1, $2, $3, $4, $5, 0, $6) \
              RETURNING student_id, nickname, first_name, last_name, email, upload_code, \
-             uploads_used, created_at";
-        let row = self
-            .timed(
-                sqlx::query(sql)
-                    .bind(&student.nickname)
-                    .bind(&student.first_name)
-                    .bind(&student.last_name)
-                    .bind(&student.email)
-                    .bind(upload_code)
-                    .bind(time::now())
-                    .fetch_one(&self.pool),
-            )
-            .await?;
-        Ok(StudentRow::from_row(&row)?)
+             uploads_used, created_at, extra_seconds";
+        self.timed(async {
+            let mut tx = self.begin().await?;
+            let row = sqlx::query(sql)
+                .bind(&student.nickname)
+                .bind(&student.first_name)
+                .bind(&student.last_name)
+                .bind(&student.email)
+                .bind(upload_code)
+                .bind(time::now())
+                .fetch_one(&mut *tx)
+                .await?;
+            let student = StudentRow::from_row(&row)?;
+            audit::append(&mut tx, audit).await?;
+            tx.commit().await?;
+            Ok(student)
+        })
+        .await
     }
 
     /// Registers many students in one transaction: all or none. `Conflict` when a unique
@@ -93,6 +100,7 @@ impl Db {
     pub async fn insert_students(
         &self,
         students: &[(NewStudent, String)],
+        actor: &str,
     ) -> Result<Vec<StudentRow>, DbError> {
         // A large roster is one transaction of many small inserts: allow it more time.
         let timeout = self.timeout * 4;
@@ -106,7 +114,7 @@ impl Db {
                      (nickname, first_name, last_name, email, upload_code, uploads_used, created_at) \
                      VALUES ($1, $2, $3, $4, $5, 0, $6) \
                      RETURNING student_id, nickname, first_name, last_name, email, upload_code, \
-                     uploads_used, created_at",
+                     uploads_used, created_at, extra_seconds",
                 )
                 .bind(&student.nickname)
                 .bind(&student.first_name)
@@ -116,7 +124,15 @@ impl Db {
                 .bind(&now)
                 .fetch_one(&mut *tx)
                 .await?;
-                rows.push(StudentRow::from_row(&row)?);
+                let student = StudentRow::from_row(&row)?;
+                let entry = AuditEntry::new(
+                    actor,
+                    "student.imported",
+                    format!("student:{}", student.nickname),
+                    serde_json::json!({"first_name": student.first_name, "last_name": student.last_name, "email": student.email}),
+                );
+                audit::append(&mut tx, &entry).await?;
+                rows.push(student);
             }
             tx.commit().await?;
             Ok::<_, sqlx::Error>(rows)
@@ -213,7 +229,11 @@ impl Db {
 
     /// Deletes a student and their submissions; their current file is queued for deletion.
     /// Returns the queued storage key, or `None` when there was no such student.
-    pub async fn delete_student(&self, nickname: &str) -> Result<Option<Vec<String>>, DbError> {
+    pub async fn delete_student(
+        &self,
+        nickname: &str,
+        actor: &str,
+    ) -> Result<Option<Vec<String>>, DbError> {
         self.timed(async {
             let mut tx = self.begin().await?;
             let keys: Vec<String> = sqlx::query_scalar(
@@ -232,8 +252,51 @@ impl Db {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+            if deleted > 0 {
+                let entry = AuditEntry::new(
+                    actor,
+                    "student.deleted",
+                    format!("student:{nickname}"),
+                    serde_json::json!({"files_deleted": keys.len()}),
+                );
+                audit::append(&mut tx, &entry).await?;
+            }
             tx.commit().await?;
             Ok((deleted > 0).then_some(keys))
+        })
+        .await
+    }
+
+    /// A student's nickname by id.
+    pub async fn student_nickname(&self, student_id: i64) -> Result<Option<String>, DbError> {
+        self.timed(
+            sqlx::query_scalar("SELECT nickname FROM student WHERE student_id = $1")
+                .bind(student_id)
+                .fetch_optional(&self.pool),
+        )
+        .await
+    }
+
+    /// Sets a student's extra time; false when there is no such student.
+    pub async fn set_extra_seconds(
+        &self,
+        nickname: &str,
+        extra_seconds: i64,
+        audit_entry: &AuditEntry,
+    ) -> Result<bool, DbError> {
+        self.timed(async {
+            let mut tx = self.begin().await?;
+            let changed = sqlx::query("UPDATE student SET extra_seconds = $2 WHERE nickname = $1")
+                .bind(nickname)
+                .bind(extra_seconds)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if changed > 0 {
+                audit::append(&mut tx, audit_entry).await?;
+            }
+            tx.commit().await?;
+            Ok(changed > 0)
         })
         .await
     }
@@ -273,10 +336,11 @@ impl Db {
     /// releases the key's reservation, all or nothing.
     pub async fn commit_upload(
         &self,
-        student_id: i64,
+        student: &StudentRow,
         limit: i64,
         new: &NewSubmission,
     ) -> Result<CommitOutcome, DbError> {
+        let student_id = student.id;
         self.timed(async {
             let mut tx = self.begin().await?;
             // First statement is a write, so SQLite takes the write lock up front.
@@ -315,14 +379,14 @@ impl Db {
                     CommitOutcome::StudentGone
                 });
             };
-            let replaced_key: Option<String> = sqlx::query_scalar(
+            let replaced: Option<(String, i64)> = sqlx::query_as(
                 "UPDATE submission SET state = 'replaced' \
-                 WHERE student_id = $1 AND state = 'current' RETURNING storage_key",
+                 WHERE student_id = $1 AND state = 'current' RETURNING storage_key, submission_id",
             )
             .bind(student_id)
             .fetch_optional(&mut *tx)
             .await?;
-            if let Some(key) = &replaced_key {
+            if let Some((key, _)) = &replaced {
                 queue_delete(&mut tx, key, REASON_REPLACED).await?;
             }
             let sql = format!(
@@ -348,11 +412,34 @@ impl Db {
                 .fetch_one(&mut *tx)
                 .await?;
             let submission = SubmissionRow::from_row(&row)?.ok_or(sqlx::Error::RowNotFound)?;
+            let actor = format!("student:{}", student.nickname);
+            if let Some((_, old_id)) = &replaced {
+                let entry = AuditEntry::new(
+                    &actor,
+                    "upload.replaced",
+                    format!("submission:{old_id}"),
+                    serde_json::json!({"by": submission.id}),
+                );
+                audit::append(&mut tx, &entry).await?;
+            }
+            let entry = AuditEntry::new(
+                &actor,
+                "upload.accepted",
+                format!("submission:{}", submission.id),
+                serde_json::json!({
+                    "student": student.nickname,
+                    "attempt": submission.attempt,
+                    "original_filename": submission.original_filename,
+                    "size_bytes": submission.size_bytes,
+                    "sha256": submission.sha256,
+                }),
+            );
+            audit::append(&mut tx, &entry).await?;
             tx.commit().await?;
             Ok(CommitOutcome::Accepted {
                 submission: Box::new(submission),
                 uploads_used,
-                replaced_key,
+                replaced_key: replaced.map(|(key, _)| key),
             })
         })
         .await
@@ -396,18 +483,27 @@ impl Db {
     pub async fn expire_due(&self, now: &str) -> Result<Vec<String>, DbError> {
         self.timed(async {
             let mut tx = self.begin().await?;
-            let keys: Vec<String> = sqlx::query_scalar(
+            let expired: Vec<(String, i64)> = sqlx::query_as(
                 "UPDATE submission SET state = 'expired' \
-                 WHERE state = 'current' AND expires_at <= $1 RETURNING storage_key",
+                 WHERE state = 'current' AND expires_at <= $1 RETURNING storage_key, submission_id",
             )
             .bind(now)
             .fetch_all(&mut *tx)
             .await?;
-            for key in &keys {
+            for (key, _) in &expired {
                 queue_delete(&mut tx, key, REASON_EXPIRED).await?;
             }
+            for (_, id) in &expired {
+                let entry = AuditEntry::new(
+                    "system",
+                    "submission.expired",
+                    format!("submission:{id}"),
+                    serde_json::json!({}),
+                );
+                audit::append(&mut tx, &entry).await?;
+            }
             tx.commit().await?;
-            Ok(keys)
+            Ok(expired.into_iter().map(|(key, _)| key).collect())
         })
         .await
     }

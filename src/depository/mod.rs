@@ -33,6 +33,10 @@ pub struct Rules {
     pub storage_timeout: Duration,
     /// Upper bound on one database call.
     pub db_timeout: Duration,
+    /// When uploads are accepted.
+    pub window: crate::domain::window::SubmissionWindow,
+    /// The service's public URL, named in receipts.
+    pub service_url: String,
 }
 
 impl Default for Rules {
@@ -44,6 +48,8 @@ impl Default for Rules {
             retention: Duration::from_secs(259_200),
             storage_timeout: Duration::from_secs(20),
             db_timeout: Duration::from_secs(5),
+            window: crate::domain::window::SubmissionWindow::default(),
+            service_url: "http://127.0.0.1:8000".into(),
         }
     }
 }
@@ -69,6 +75,9 @@ pub enum DepositoryError {
     /// The student has used every attempt.
     #[error("upload limit reached")]
     LimitReached,
+    /// Outside the submission window; uses no attempt.
+    #[error("{0}")]
+    Forbidden(String),
     /// The file is over the size limit.
     #[error("file too large")]
     TooLarge,
@@ -91,6 +100,8 @@ pub struct Depository {
     pub rules: Rules,
     /// Where counters and latencies go.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Signs receipts; `None` in tools that never issue any.
+    pub receipts: Option<Arc<crate::receipts::ReceiptSigner>>,
 }
 
 impl Depository {
@@ -101,7 +112,14 @@ impl Depository {
             store,
             rules,
             metrics: Arc::new(crate::metrics::Metrics::new()),
+            receipts: None,
         }
+    }
+
+    /// The same core signing receipts with `signer`.
+    pub fn with_receipts(mut self, signer: crate::receipts::ReceiptSigner) -> Self {
+        self.receipts = Some(Arc::new(signer));
+        self
     }
 
     /// The same core reporting into `metrics`.

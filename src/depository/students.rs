@@ -2,8 +2,10 @@
 
 use super::{Depository, DepositoryError};
 use crate::db::{DbError, StudentWithSubmission, Totals};
+use crate::domain::audit::AuditEntry;
 use crate::domain::codes;
 use crate::domain::roster::{LineError, parse_roster};
+use crate::domain::student::FieldError;
 use crate::domain::student::StudentInput;
 use std::collections::HashSet;
 
@@ -23,14 +25,21 @@ impl Depository {
     pub async fn register_student(
         &self,
         input: StudentInput,
+        actor: &str,
     ) -> Result<StudentWithSubmission, DepositoryError> {
         let student = input.parse().map_err(DepositoryError::Invalid)?;
+        let audit = AuditEntry::new(
+            actor,
+            "student.created",
+            format!("student:{}", student.nickname),
+            serde_json::json!({"first_name": student.first_name, "last_name": student.last_name, "email": student.email}),
+        );
         loop {
             self.ensure_unique(&student.nickname, &student.email)
                 .await?;
             match self
                 .db
-                .insert_student(&student, &codes::new_upload_code())
+                .insert_student(&student, &codes::new_upload_code(), &audit)
                 .await
             {
                 Ok(row) => return Ok((row, None)),
@@ -56,6 +65,7 @@ impl Depository {
     pub async fn import_roster(
         &self,
         csv: &[u8],
+        actor: &str,
     ) -> Result<Vec<StudentWithSubmission>, DepositoryError> {
         let entries = parse_roster(csv).map_err(DepositoryError::Roster)?;
         for _ in 0..3 {
@@ -91,7 +101,7 @@ impl Depository {
                 .iter()
                 .map(|e| (e.student.clone(), codes::new_upload_code()))
                 .collect();
-            match self.db.insert_students(&batch).await {
+            match self.db.insert_students(&batch, actor).await {
                 Ok(rows) => return Ok(rows.into_iter().map(|row| (row, None)).collect()),
                 // A concurrent registration or an upload-code collision: check again.
                 Err(DbError::Conflict) => continue,
@@ -99,6 +109,36 @@ impl Depository {
             }
         }
         Err(DbError::Conflict.into())
+    }
+
+    /// Gives a student extra time after the close (0 to 7 days); returns the student.
+    pub async fn set_extra_time(
+        &self,
+        nickname: &str,
+        extra_seconds: i64,
+        actor: &str,
+    ) -> Result<StudentWithSubmission, DepositoryError> {
+        const MAX: i64 = 7 * 24 * 3600;
+        if !(0..=MAX).contains(&extra_seconds) {
+            return Err(DepositoryError::Invalid(vec![FieldError {
+                field: "extra_seconds",
+                message: format!("must be between 0 and {MAX}"),
+            }]));
+        }
+        let audit = AuditEntry::new(
+            actor,
+            "window.changed",
+            format!("student:{nickname}"),
+            serde_json::json!({"extra_seconds": extra_seconds}),
+        );
+        if !self
+            .db
+            .set_extra_seconds(nickname, extra_seconds, &audit)
+            .await?
+        {
+            return Err(DepositoryError::NotFound(STUDENT_NOT_FOUND));
+        }
+        self.student(nickname).await
     }
 
     /// A page of the roster.
@@ -122,10 +162,10 @@ impl Depository {
     }
 
     /// Deletes a student; their files are deleted now or by the sweeper.
-    pub async fn delete_student(&self, nickname: &str) -> Result<(), DepositoryError> {
+    pub async fn delete_student(&self, nickname: &str, actor: &str) -> Result<(), DepositoryError> {
         let keys = self
             .db
-            .delete_student(nickname)
+            .delete_student(nickname, actor)
             .await?
             .ok_or(DepositoryError::NotFound(STUDENT_NOT_FOUND))?;
         for key in keys {

@@ -12,7 +12,10 @@
 
 use super::{Depository, DepositoryError, SpooledFile};
 use crate::db::{CommitOutcome, NewSubmission, StudentRow, SubmissionRow, SubmissionState};
+use crate::domain::audit::AuditEntry;
+use crate::domain::window::OutsideWindow;
 use crate::domain::{codes, filename, time};
+use crate::receipts::Receipt;
 use crate::storage::ObjectHeaders;
 
 /// A student who may upload, found before the body is read.
@@ -27,6 +30,10 @@ pub struct UploadSlot {
 pub struct UploadCompletion {
     /// The student.
     pub student: StudentRow,
+    /// When the student's window opens and closes (their extra time included).
+    pub window: (Option<String>, Option<String>),
+    /// When download URLs were issued for the current submission.
+    pub downloads: Vec<String>,
     /// Attempts left.
     pub uploads_available: i64,
     /// The latest accepted submission.
@@ -55,12 +62,54 @@ const VERIFICATION_NOT_FOUND: &str = "Verification code not found";
 impl Depository {
     /// The student behind an upload code, if they have an attempt left. Checked before the
     /// body is read.
-    pub async fn upload_slot(&self, upload_code: &str) -> Result<UploadSlot, DepositoryError> {
+    pub async fn upload_slot(
+        &self,
+        upload_code: &str,
+        arrived_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<UploadSlot, DepositoryError> {
         let student = self.student_for_code(upload_code).await?.0;
+        if let Err(outside) = self.rules.window.check(student.extra_seconds, arrived_at) {
+            let (reason, message) = match outside {
+                OutsideWindow::NotYetOpen(at) => (
+                    "window_not_open",
+                    format!("Submissions open at {}", time::format(at)),
+                ),
+                OutsideWindow::Closed(at) => (
+                    "window_closed",
+                    format!("Submissions closed at {}", time::format(at)),
+                ),
+            };
+            self.audit_refusal(&student, reason).await;
+            return Err(DepositoryError::Forbidden(message));
+        }
         if student.uploads_used >= self.rules.submissions_per_student {
+            self.audit_refusal(&student, "limit_reached").await;
             return Err(DepositoryError::LimitReached);
         }
         Ok(UploadSlot { student })
+    }
+
+    /// Records a refused upload of a known student (unknown codes are not recorded, so
+    /// guessing cannot flood the log).
+    pub async fn audit_refusal(&self, student: &StudentRow, reason: &str) {
+        let entry = AuditEntry::new(
+            format!("student:{}", student.nickname),
+            "upload.refused",
+            format!("student:{}", student.nickname),
+            serde_json::json!({"reason": reason}),
+        );
+        if let Err(error) = self.db.append_audit(&entry).await {
+            tracing::warn!(%error, "could not record a refused upload in the audit log");
+        }
+    }
+
+    /// The student's window, formatted, their extra time included.
+    fn window_of(&self, student: &StudentRow) -> (Option<String>, Option<String>) {
+        let window = &self.rules.window;
+        (
+            window.opens_at.map(time::format),
+            window.closes_for(student.extra_seconds).map(time::format),
+        )
     }
 
     /// The student's upload status.
@@ -69,8 +118,14 @@ impl Depository {
         upload_code: &str,
     ) -> Result<UploadCompletion, DepositoryError> {
         let (student, last_submission) = self.student_for_code(upload_code).await?;
+        let downloads = match &last_submission {
+            Some(s) if s.state == SubmissionState::Current => self.db.download_times(s.id).await?,
+            _ => Vec::new(),
+        };
         Ok(UploadCompletion {
             uploads_available: self.uploads_left(student.uploads_used),
+            window: self.window_of(&student),
+            downloads,
             last_submission,
             student,
         })
@@ -140,7 +195,7 @@ impl Depository {
         let outcome = loop {
             new.verification_code = codes::new_verification_code();
             let limit = self.rules.submissions_per_student;
-            match self.db.commit_upload(slot.student.id, limit, &new).await {
+            match self.db.commit_upload(&slot.student, limit, &new).await {
                 // Only the verification code can collide here: draw another.
                 Err(crate::db::DbError::Conflict) => continue,
                 // An unknown outcome (the commit may have landed): keep the reservation, so
@@ -160,6 +215,8 @@ impl Depository {
                     tokio::spawn(async move { this.delete_queued_object(&old).await });
                 }
                 Ok(UploadCompletion {
+                    window: self.window_of(&slot.student),
+                    downloads: Vec::new(),
                     student: slot.student.clone(),
                     uploads_available: self.uploads_left(uploads_used),
                     last_submission: Some(*submission),
@@ -217,10 +274,53 @@ impl Depository {
             .store
             .download_url(&submission.storage_key, ttl)
             .await?;
+        // A disclosure: recorded before the link is handed out, or not handed out at all.
+        let entry = AuditEntry::new(
+            "verification-code holder",
+            "download_url.issued",
+            format!("submission:{}", submission.id),
+            serde_json::json!({"expires_seconds": ttl.as_secs()}),
+        );
+        self.db.append_audit(&entry).await?;
         Ok(DownloadLink {
             url,
             expires_seconds: ttl.as_secs(),
         })
+    }
+
+    /// The signed receipt of the submission behind a verification code (also once replaced
+    /// or expired: it proves what was accepted).
+    pub async fn receipt(&self, code: &str) -> Result<Receipt, DepositoryError> {
+        if !codes::looks_like_verification_code(code) {
+            return Err(DepositoryError::NotFound(VERIFICATION_NOT_FOUND));
+        }
+        let submission = self
+            .db
+            .submission_by_verification_code(code)
+            .await?
+            .ok_or(DepositoryError::NotFound(VERIFICATION_NOT_FOUND))?;
+        let nickname = self
+            .db
+            .student_nickname(submission.student_id)
+            .await?
+            .ok_or(DepositoryError::NotFound(VERIFICATION_NOT_FOUND))?;
+        let signer = self
+            .receipts
+            .as_ref()
+            .ok_or(DepositoryError::NotFound("Receipts are not configured"))?;
+        Ok(signer.sign(Receipt {
+            nickname,
+            verification_code: submission.verification_code,
+            original_filename: submission.original_filename,
+            size_bytes: submission.size_bytes,
+            sha256: submission.sha256,
+            accepted_at: submission.created_at,
+            attempt: submission.attempt,
+            service_url: self.rules.service_url.clone(),
+            public_key: String::new(),
+            field_signatures: Default::default(),
+            signature: String::new(),
+        }))
     }
 
     /// The submission behind a signed local download link, if still downloadable.

@@ -19,7 +19,7 @@ pub enum ApiError {
     Unauthorized,
     /// 403 with a message.
     #[error("{0}")]
-    Forbidden(&'static str),
+    Forbidden(String),
     /// 404 with a message.
     #[error("{0}")]
     NotFound(&'static str),
@@ -86,6 +86,7 @@ impl ApiError {
             }
             DepositoryError::Unprocessable(m) => Self::Unprocessable(m),
             DepositoryError::TooLarge => Self::PayloadTooLarge { limit: max_bytes },
+            DepositoryError::Forbidden(m) => Self::Forbidden(m),
             DepositoryError::LimitReached => Self::Unprocessable("Upload limit reached".into()),
             DepositoryError::Storage(e) => Self::Storage(e.to_string()),
             DepositoryError::Database(e) => Self::Unavailable(e.to_string()),

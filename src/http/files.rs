@@ -51,15 +51,15 @@ pub async fn download_file(
     };
     let expires = first(&link, "expires").and_then(|e| e.parse::<i64>().ok());
     let (Some(expires), Some(signature)) = (expires, first(&link, "signature")) else {
-        return Err(ApiError::Forbidden("Invalid download link"));
+        return Err(ApiError::Forbidden("Invalid download link".into()));
     };
     let now = chrono::Utc::now().timestamp();
     local
         .signer()
         .verify(&key, expires, signature, now)
         .map_err(|e| match e {
-            VerifyError::BadSignature => ApiError::Forbidden("Invalid download link"),
-            VerifyError::Expired => ApiError::Forbidden("Download link expired"),
+            VerifyError::BadSignature => ApiError::Forbidden("Invalid download link".into()),
+            VerifyError::Expired => ApiError::Forbidden("Download link expired".into()),
         })?;
     let download = state
         .depository

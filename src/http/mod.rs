@@ -4,6 +4,7 @@ pub mod auth;
 pub mod error;
 mod exports;
 mod files;
+mod integrity;
 pub mod limits;
 mod meta;
 mod middleware;
@@ -113,6 +114,7 @@ pub fn router(state: AppState) -> Router {
             "/verifications/{verification_code}/download_url",
             get(submissions::get_download_url),
         )
+        .route("/receipts/{verification_code}", get(integrity::get_receipt))
         .route_layer(from_fn_with_state(state.clone(), middleware::guard_codes));
     let api = Router::new()
         .route("/", get(meta::pong))
@@ -125,7 +127,9 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/students/{nickname}",
-            get(students::get_student).delete(students::delete_student),
+            get(students::get_student)
+                .delete(students::delete_student)
+                .patch(students::update_student),
         )
         .route(
             "/students/import",
@@ -140,6 +144,8 @@ pub fn router(state: AppState) -> Router {
         .route("/assets/{name}", get(pages::asset))
         .route("/files/{key}", get(files::download_file))
         .route("/metrics", get(meta::metrics))
+        .route("/receipts/public-key", get(integrity::get_public_key))
+        .route("/audit", get(integrity::list_audit))
         .merge(code_routes)
         .route_layer(from_fn_with_state(
             state.clone(),

@@ -1,6 +1,6 @@
 //! The OpenAPI 3 document and the Swagger UI, both served from the binary.
 
-use super::{exports, files, meta, schemas, students, submissions};
+use super::{exports, files, integrity, meta, schemas, students, submissions};
 use axum::Router;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -13,7 +13,8 @@ use utoipa_swagger_ui::SwaggerUi;
     paths(
         meta::pong, meta::auth_token, meta::healthz, meta::readyz, meta::metrics,
         students::list_students, students::get_student, students::create_student,
-        students::delete_student, students::import_students,
+        students::delete_student, students::import_students, students::update_student,
+        integrity::get_receipt, integrity::get_public_key, integrity::list_audit,
         submissions::create_submission, submissions::get_upload_status,
         submissions::get_download_url, files::download_file, exports::export_submissions,
     ),

@@ -76,6 +76,8 @@ pub struct Student {
     pub created_at: String,
     /// Accepted uploads so far.
     pub uploads_used: i64,
+    /// Extra time after the close, in seconds.
+    pub extra_seconds: i64,
 }
 
 /// The latest submission in a roster line.
@@ -136,9 +138,24 @@ pub struct StudentIdentity {
     pub last_name: String,
 }
 
+/// When a student may upload.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WindowBody {
+    /// Uploads before this are refused (null: no start).
+    pub opens_at: Option<String>,
+    /// Uploads from this instant are refused, extra time included (null: no end).
+    pub closes_at: Option<String>,
+    /// The server's clock now, to compare with.
+    pub server_time: String,
+}
+
 /// A student's upload status.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UploadCompletionBody {
+    /// The submission window.
+    pub window: WindowBody,
+    /// When download URLs were issued for the current submission (times only).
+    pub download_urls_issued_at: Vec<String>,
     /// The student the code belongs to.
     pub student: StudentIdentity,
     /// Attempts left.
@@ -262,6 +279,7 @@ impl Student {
             last_submission: last.map(Submission::from),
             created_at: student.created_at.clone(),
             uploads_used: student.uploads_used,
+            extra_seconds: student.extra_seconds,
         }
     }
 }
@@ -287,6 +305,12 @@ impl StudentSummary {
 impl From<&UploadCompletion> for UploadCompletionBody {
     fn from(c: &UploadCompletion) -> Self {
         Self {
+            window: WindowBody {
+                opens_at: c.window.0.clone(),
+                closes_at: c.window.1.clone(),
+                server_time: crate::domain::time::now(),
+            },
+            download_urls_issued_at: c.downloads.clone(),
             student: StudentIdentity {
                 nickname: c.student.nickname.clone(),
                 first_name: c.student.first_name.clone(),

@@ -106,13 +106,13 @@ pub async fn get_student(
     (status = 422, description = "invalid field or duplicate nickname/email", body = ErrorBody),
     (status = 429, description = "too many wrong keys from this client", body = ErrorBody)))]
 pub async fn create_student(
-    _: Examiner,
+    examiner: Examiner,
     State(state): State<AppState>,
     AppJson(input): AppJson<StudentInput>,
 ) -> Result<(StatusCode, Json<Student>), ApiError> {
     let (student, last) = state
         .depository
-        .register_student(input)
+        .register_student(input, &examiner.key_name)
         .await
         .map_err(|e| state.api_error(e))?;
     Ok((
@@ -129,13 +129,13 @@ pub async fn create_student(
     (status = 404, body = ErrorBody),
     (status = 429, description = "too many wrong keys from this client", body = ErrorBody)))]
 pub async fn delete_student(
-    _: Examiner,
+    examiner: Examiner,
     State(state): State<AppState>,
     Path(nickname): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     state
         .depository
-        .delete_student(&nickname)
+        .delete_student(&nickname, &examiner.key_name)
         .await
         .map_err(|e| state.api_error(e))?;
     Ok(StatusCode::NO_CONTENT)
@@ -163,13 +163,13 @@ pub const ROSTER_BODY_LIMIT: usize = 2 * 1024 * 1024;
     (status = 422, description = "bad lines: `[{\"line\": n, \"message\": …}]`; nothing imported", body = ErrorBody),
     (status = 429, description = "too many wrong keys from this client", body = ErrorBody)))]
 pub async fn import_students(
-    _: Examiner,
+    examiner: Examiner,
     State(state): State<AppState>,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<ImportResult>), ApiError> {
     let created = state
         .depository
-        .import_roster(&body)
+        .import_roster(&body, &examiner.key_name)
         .await
         .map_err(|e| state.api_error(e))?;
     Ok((
@@ -181,4 +181,35 @@ pub async fn import_students(
                 .collect(),
         }),
     ))
+}
+
+/// A change to a student: extra time after the close.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct StudentUpdate {
+    /// Seconds after `SUBMISSIONS_CLOSE_AT` this student may still upload (0 to 604800).
+    #[schema(minimum = 0, maximum = 604800)]
+    pub extra_seconds: i64,
+}
+
+/// Gives a student extra time (an extension of the submission window).
+#[utoipa::path(patch, path = "/students/{nickname}", tag = "examiner",
+    params(("nickname" = String, Path, description = "1 to 12 letters or digits", pattern = "^[A-Za-z0-9]{1,12}$")),
+    request_body = StudentUpdate, security(("bearer" = [])), responses(
+    (status = 200, body = Student),
+    (status = 401, body = ErrorBody),
+    (status = 404, body = ErrorBody),
+    (status = 422, body = ErrorBody),
+    (status = 429, description = "too many wrong keys from this client", body = ErrorBody)))]
+pub async fn update_student(
+    examiner: Examiner,
+    State(state): State<AppState>,
+    Path(nickname): Path<String>,
+    AppJson(update): AppJson<StudentUpdate>,
+) -> Result<Json<Student>, ApiError> {
+    let (student, last) = state
+        .depository
+        .set_extra_time(&nickname, update.extra_seconds, &examiner.key_name)
+        .await
+        .map_err(|e| state.api_error(e))?;
+    Ok(Json(Student::new(&student, last.as_ref())))
 }

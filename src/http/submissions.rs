@@ -27,6 +27,7 @@ pub struct UploadForm {
     request_body(content = UploadForm, content_type = "multipart/form-data"),
     responses(
     (status = 201, body = UploadCompletionBody),
+    (status = 403, description = "outside the submission window", body = ErrorBody),
     (status = 404, description = "unknown upload code", body = ErrorBody),
     (status = 413, description = "file over the size limit", body = ErrorBody),
     (status = 422, description = "limit reached, no file or empty file", body = ErrorBody),
@@ -38,7 +39,26 @@ pub async fn create_submission(
     Path(upload_code): Path<String>,
     RequestId(request_id): RequestId,
     request: Request,
+) -> Response {
+    let mut response = match upload(&state, &upload_code, request_id, request).await {
+        Ok(created) => return created.into_response(),
+        Err(error) => error.into_response(),
+    };
+    // The body may be unread: the client must not reuse this connection.
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+async fn upload(
+    state: &AppState,
+    upload_code: &str,
+    request_id: Option<String>,
+    request: Request,
 ) -> Result<(StatusCode, Json<UploadCompletionBody>), ApiError> {
+    // The window is checked against the request's arrival, not the end of its body.
+    let arrived_at = chrono::Utc::now();
     let metrics = &state.depository.metrics;
     let Ok(_receiving) = state.limits.uploads.try_acquire() else {
         metrics.upload("overloaded");
@@ -50,7 +70,7 @@ pub async fn create_submission(
     });
     let depository = &state.depository;
     let result = async {
-        let slot = depository.upload_slot(&upload_code).await?;
+        let slot = depository.upload_slot(upload_code, arrived_at).await?;
         let max = depository.rules.max_submission_bytes;
         let declared = request
             .headers()
@@ -60,10 +80,21 @@ pub async fn create_submission(
         if declared.is_some_and(|len| len > max + MULTIPART_OVERHEAD) {
             return Err(DepositoryError::TooLarge);
         }
-        let (file, filename, content_type) = receive_file(&state, request).await?;
-        depository
-            .accept_upload(&slot, file, filename.as_deref(), content_type.as_deref())
-            .await
+        let received = receive_file(state, request).await;
+        let result = match received {
+            Ok((file, filename, content_type)) => {
+                depository
+                    .accept_upload(&slot, file, filename.as_deref(), content_type.as_deref())
+                    .await
+            }
+            Err(error) => Err(error),
+        };
+        if result.is_err() {
+            depository
+                .audit_refusal(&slot.student, outcome(&result))
+                .await;
+        }
+        result
     }
     .await;
     metrics.upload(outcome(&result));

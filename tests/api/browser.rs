@@ -172,6 +172,25 @@ async fn a_student_uploads_through_the_page_and_the_receipt_downloads_the_same_b
     let downloaded = app.download(&verification).await.bytes().await.unwrap();
     assert_eq!(sha256_hex(&downloaded), sha256_hex(&data));
 
+    // The signed receipt the page offers verifies offline with the CLI.
+    wait_visible(client, "#signed-receipt").await;
+    let receipt = client
+        .execute(
+            "return document.getElementById('signed-receipt-text').textContent;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let receipt_file = fixture.data_dir.path().join("receipt-from-page.json");
+    std::fs::write(&receipt_file, receipt.as_str().unwrap()).unwrap();
+    let verified = std::process::Command::new(env!("CARGO_BIN_EXE_exam-depository"))
+        .args(["verify-receipt", receipt_file.to_str().unwrap()])
+        .env_clear()
+        .env("DATA_DIR", fixture.data_dir.path())
+        .output()
+        .unwrap();
+    assert!(verified.status.success(), "{verified:?}");
+
     // The verification page hands out a working link.
     client.goto(&app.url("/verify")).await.unwrap();
     client

@@ -158,6 +158,9 @@ impl Fixture {
             auth_failure_limit_per_minute: 10,
             trusted_proxy_header: None,
             cors_origins: None,
+            submissions_open_at: None,
+            submissions_close_at: None,
+            receipt_signing_key: None,
             log_format: LogFormat::Text,
         };
         if let Backend::Production(p) = &self.backend {

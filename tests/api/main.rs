@@ -9,6 +9,7 @@ mod downloads;
 mod exports;
 mod faults;
 mod guarantees;
+mod integrity;
 mod observability;
 mod process;
 mod replicas;

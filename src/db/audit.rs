@@ -1,0 +1,118 @@
+//! Appending to and reading the audit log. Appends happen inside the transaction of the
+//! change they record, as its last statements: the row lock on `audit_head` orders every
+//! append (across replicas), and taking it last keeps lock order the same everywhere.
+
+use super::{Db, DbError};
+use crate::domain::audit::{AuditEntry, AuditEvent, event_hash};
+use crate::domain::time;
+use sqlx::Row;
+
+pub(crate) async fn append(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    entry: &AuditEntry,
+) -> sqlx::Result<()> {
+    let head = sqlx::query(
+        "UPDATE audit_head SET seq = seq + 1 WHERE audit_head_id = 1 RETURNING seq, last_hash",
+    )
+    .fetch_one(&mut **tx)
+    .await?;
+    let id: i64 = head.try_get("seq")?;
+    let prev_hash: String = head.try_get("last_hash")?;
+    let at = time::now();
+    let details = entry.details.to_string();
+    let hash = event_hash(
+        id,
+        &at,
+        &entry.actor,
+        entry.action,
+        &entry.subject,
+        &details,
+        &prev_hash,
+    );
+    sqlx::query(
+        "INSERT INTO audit_event \
+         (audit_event_id, at, actor, action, subject, details, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(id)
+    .bind(&at)
+    .bind(&entry.actor)
+    .bind(entry.action)
+    .bind(&entry.subject)
+    .bind(&details)
+    .bind(&prev_hash)
+    .bind(&hash)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("UPDATE audit_head SET last_hash = $1 WHERE audit_head_id = 1")
+        .bind(&hash)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+fn decode(row: &sqlx::any::AnyRow) -> sqlx::Result<AuditEvent> {
+    Ok(AuditEvent {
+        id: row.try_get("audit_event_id")?,
+        at: row.try_get("at")?,
+        actor: row.try_get("actor")?,
+        action: row.try_get("action")?,
+        subject: row.try_get("subject")?,
+        details: row.try_get("details")?,
+        prev_hash: row.try_get("prev_hash")?,
+        hash: row.try_get("hash")?,
+    })
+}
+
+impl Db {
+    /// Appends one event in a transaction of its own (refusals, disclosures, key changes).
+    pub async fn append_audit(&self, entry: &AuditEntry) -> Result<(), DbError> {
+        self.timed(async {
+            let mut tx = self.begin().await?;
+            append(&mut tx, entry).await?;
+            tx.commit().await
+        })
+        .await
+    }
+
+    /// Events with id greater than `after`, oldest first.
+    pub async fn audit_events(&self, after: i64, limit: i64) -> Result<Vec<AuditEvent>, DbError> {
+        let rows = self
+            .timed(
+                sqlx::query(
+                    "SELECT audit_event_id, at, actor, action, subject, details, prev_hash, hash \
+                     FROM audit_event WHERE audit_event_id > $1 ORDER BY audit_event_id LIMIT $2",
+                )
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&self.pool),
+            )
+            .await?;
+        rows.iter()
+            .map(decode)
+            .collect::<sqlx::Result<_>>()
+            .map_err(DbError::from)
+    }
+
+    /// The chain's head: the last id and hash.
+    pub async fn audit_head(&self) -> Result<(i64, String), DbError> {
+        self.timed(
+            sqlx::query_as("SELECT seq, last_hash FROM audit_head WHERE audit_head_id = 1")
+                .fetch_one(&self.pool),
+        )
+        .await
+    }
+
+    /// When download URLs were issued for a submission, oldest first.
+    pub async fn download_times(&self, submission_id: i64) -> Result<Vec<String>, DbError> {
+        self.timed(
+            sqlx::query_scalar(
+                "SELECT at FROM audit_event WHERE subject = $1 AND action = 'download_url.issued' \
+                 ORDER BY audit_event_id",
+            )
+            .bind(format!("submission:{submission_id}"))
+            .fetch_all(&self.pool),
+        )
+        .await
+    }
+}
