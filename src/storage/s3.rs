@@ -8,12 +8,11 @@ use futures_util::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as ObjectPath;
 use object_store::signer::Signer;
-use object_store::{
-    Attribute, Attributes, ClientOptions, ObjectStore, PutOptions, PutPayload, RetryConfig,
-};
+use object_store::{ClientOptions, ObjectStore, RetryConfig};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::io::ReaderStream;
 
 /// Where and how to reach the bucket.
 #[derive(Clone)]
@@ -47,6 +46,7 @@ impl std::fmt::Debug for S3Settings {
 /// The S3 store.
 pub struct S3Store {
     s3: Arc<AmazonS3>,
+    http: reqwest::Client,
     timeout: Duration,
     spool: PathBuf,
 }
@@ -84,8 +84,14 @@ impl S3Store {
         let s3 = builder.build().map_err(StorageError::from)?;
         let spool = data_dir.join("tmp");
         tokio::fs::create_dir_all(&spool).await?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(settings.timeout.min(Duration::from_secs(5)))
+            .timeout(settings.timeout)
+            .build()
+            .map_err(|e| StorageError::Other(e.to_string()))?;
         Ok(Self {
             s3: Arc::new(s3),
+            http,
             timeout: settings.timeout,
             spool,
         })
@@ -98,29 +104,43 @@ impl BlobStore for S3Store {
         &self,
         key: &str,
         file: &Path,
-        _size: u64,
+        size: u64,
         headers: &ObjectHeaders,
     ) -> Result<(), StorageError> {
-        // Files are at most a few MiB and uploads in flight are capped, so one buffer per
-        // upload is bounded.
-        let bytes = tokio::fs::read(file).await?;
-        let mut attributes = Attributes::new();
-        attributes.insert(Attribute::ContentType, headers.content_type.clone().into());
-        attributes.insert(
-            Attribute::ContentDisposition,
-            headers.content_disposition.clone().into(),
-        );
-        let options = PutOptions {
-            attributes,
-            ..PutOptions::default()
-        };
+        // Streamed from the spool file through a presigned PUT with an exact Content-Length,
+        // so memory stays flat however many uploads are in flight (object_store's `put`
+        // would hold the whole file in memory).
         let path = ObjectPath::from(key);
         timed(self.timeout, async {
-            self.s3
-                .put_opts(&path, PutPayload::from(bytes), options)
+            let url = self
+                .s3
+                .signed_url(axum::http::Method::PUT, &path, self.timeout)
+                .await?;
+            let body = tokio::fs::File::open(file).await?;
+            let response = self
+                .http
+                .put(url)
+                .header(reqwest::header::CONTENT_LENGTH, size)
+                .header(reqwest::header::CONTENT_TYPE, &headers.content_type)
+                .header(
+                    reqwest::header::CONTENT_DISPOSITION,
+                    &headers.content_disposition,
+                )
+                .body(reqwest::Body::wrap_stream(ReaderStream::with_capacity(
+                    body,
+                    64 * 1024,
+                )))
+                .send()
                 .await
-                .map(drop)
-                .map_err(StorageError::from)
+                .map_err(|e| StorageError::Other(format!("PUT failed: {}", e.without_url())))?;
+            if response.status().is_success() {
+                Ok(())
+            } else {
+                Err(StorageError::Other(format!(
+                    "PUT answered {}",
+                    response.status()
+                )))
+            }
         })
         .await
     }

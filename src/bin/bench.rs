@@ -1,0 +1,635 @@
+//! The benchmark: starts the release server against SQLite + disk or PostgreSQL + S3, loads
+//! it, and measures the same work straight against the store and the database in the same
+//! run, so ratios hold on a shared, noisy machine. Prints a table and one JSON line.
+//!
+//! `cargo run --release --bin bench -- --backend embedded` (or `production`, after
+//! `eval "$(scripts/dev-services)"`).
+
+use clap::Parser;
+use exam_depository::db::{Db, DbOptions};
+use exam_depository::depository::Spool;
+use exam_depository::storage::{
+    BlobStore, LocalStore, ObjectHeaders, S3Settings, S3Store, UrlSigner,
+};
+use futures_util::{StreamExt, TryStreamExt};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(Parser, Debug, Clone)]
+struct Args {
+    /// `embedded` (SQLite + disk) or `production` (PostgreSQL + S3 from TEST_* variables).
+    #[arg(long, default_value = "embedded")]
+    backend: String,
+    /// Uploads in the main phase (default: about ten seconds of load).
+    #[arg(long, default_value_t = 600)]
+    uploads: usize,
+    /// Bytes per upload.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    size: usize,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Concurrent clients in the overload phase.
+    #[arg(long, default_value_t = 128)]
+    overload: usize,
+    /// Students on the roster for the `GET /students` phase.
+    #[arg(long, default_value_t = 10_000)]
+    roster: usize,
+    /// Where to write the JSON line too.
+    #[arg(long)]
+    json_out: Option<PathBuf>,
+}
+
+const KEY: &str = "bench-examiner-key";
+
+struct Server {
+    child: std::process::Child,
+    base: String,
+    cold_start: Duration,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Samples the server's RSS every 20 ms; `take()` returns the peak since the last take.
+struct RssSampler {
+    peak: Arc<AtomicU64>,
+}
+
+impl RssSampler {
+    fn start(pid: u32) -> Self {
+        let peak = Arc::new(AtomicU64::new(0));
+        let shared = peak.clone();
+        tokio::spawn(async move {
+            loop {
+                shared.fetch_max(rss_kib(pid), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        Self { peak }
+    }
+    fn take(&self) -> f64 {
+        self.peak.swap(0, Ordering::Relaxed) as f64 / 1024.0
+    }
+}
+
+struct Phase {
+    name: &'static str,
+    count: usize,
+    seconds: f64,
+    latencies: Vec<f64>,
+    errors: usize,
+    bytes: u64,
+}
+
+impl Phase {
+    fn rate(&self) -> f64 {
+        self.count as f64 / self.seconds
+    }
+    fn mib_per_s(&self) -> f64 {
+        self.bytes as f64 / 1_048_576.0 / self.seconds
+    }
+    fn percentile(&self, p: f64) -> f64 {
+        let mut sorted = self.latencies.clone();
+        sorted.sort_by(f64::total_cmp);
+        if sorted.is_empty() {
+            return 0.0;
+        }
+        sorted[((sorted.len() - 1) as f64 * p).round() as usize] * 1000.0
+    }
+}
+
+/// Runs `count` jobs at `concurrency`; each returns (ok, bytes).
+async fn run<F, Fut>(name: &'static str, count: usize, concurrency: usize, job: F) -> Phase
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = (bool, u64)>,
+{
+    let started = Instant::now();
+    let results: Vec<(bool, u64, f64)> = futures_util::stream::iter(0..count)
+        .map(|i| {
+            let call = job(i);
+            async move {
+                let t = Instant::now();
+                let (ok, bytes) = call.await;
+                (ok, bytes, t.elapsed().as_secs_f64())
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    Phase {
+        name,
+        count,
+        seconds: started.elapsed().as_secs_f64(),
+        latencies: results.iter().map(|r| r.2).collect(),
+        errors: results.iter().filter(|r| !r.0).count(),
+        bytes: results.iter().filter(|r| r.0).map(|r| r.1).sum(),
+    }
+}
+
+fn env(name: &str) -> anyhow::Result<String> {
+    std::env::var(name)
+        .map_err(|_| anyhow::anyhow!("{name} is not set: eval \"$(scripts/dev-services)\" first"))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let work = tempfile::tempdir()?;
+    let production = args.backend == "production";
+    let mut server_env: Vec<(&str, String)> = vec![];
+    let mut database_url = format!(
+        "sqlite://{}",
+        work.path().join("data/exam-depository.db").display()
+    );
+    let mut s3 = None;
+    let mut drop_database = None;
+    if production {
+        use sqlx::Connection;
+        let admin = env("TEST_DATABASE_URL")?;
+        let name = format!("exam_bench_{}", hex::encode(rand::random::<[u8; 4]>()));
+        let mut conn = sqlx::PgConnection::connect(&admin).await?;
+        sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await?;
+        let mut url = url::Url::parse(&admin)?;
+        url.set_path(&format!("/{name}"));
+        database_url = url.to_string();
+        drop_database = Some((admin, name));
+        let settings = S3Settings {
+            bucket: env("BENCH_S3_BUCKET")?,
+            endpoint: Some(env("TEST_S3_ENDPOINT")?),
+            region: Some(std::env::var("TEST_S3_REGION").unwrap_or_else(|_| "garage".into())),
+            access_key_id: Some(env("TEST_S3_ACCESS_KEY_ID")?),
+            secret_access_key: Some(env("TEST_S3_SECRET_ACCESS_KEY")?),
+            timeout: Duration::from_secs(20),
+        };
+        server_env.extend([
+            ("AWS_S3_BUCKET_NAME", settings.bucket.clone()),
+            ("AWS_S3_ENDPOINT_URL", settings.endpoint.clone().unwrap()),
+            ("AWS_REGION", settings.region.clone().unwrap()),
+            ("AWS_ACCESS_KEY_ID", settings.access_key_id.clone().unwrap()),
+            (
+                "AWS_SECRET_ACCESS_KEY",
+                settings.secret_access_key.clone().unwrap(),
+            ),
+        ]);
+        s3 = Some(settings);
+    }
+    server_env.push(("DATABASE_URL", database_url.clone()));
+    let result = bench(&args, work.path(), &server_env, &database_url, s3.as_ref()).await;
+    if let Some((admin, name)) = drop_database {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&admin).await?;
+        sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut conn)
+            .await?;
+    }
+    result
+}
+
+fn start_server(work: &Path, extra: &[(&str, String)]) -> anyhow::Result<(Server, u32)> {
+    let binary = std::env::current_exe()?.with_file_name("exam-depository");
+    anyhow::ensure!(
+        binary.exists(),
+        "build the server first: cargo build --release"
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let started = Instant::now();
+    let child = std::process::Command::new(binary)
+        .arg("serve")
+        .env_clear()
+        .env("PORT", port.to_string())
+        .env("DATA_DIR", work.join("data"))
+        .env("AUTH_TOKEN", KEY)
+        .env("RUST_LOG", "warn")
+        .env("MISS_LIMIT_PER_MINUTE", "1000000")
+        .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(std::process::Stdio::null())
+        .spawn()?;
+    let pid = child.id();
+    let base = format!("http://127.0.0.1:{port}");
+    loop {
+        if reqwest::blocking_get_ready(&format!("{base}/readyz")).unwrap_or(false) {
+            break;
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(30),
+            "server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let cold_start = started.elapsed();
+    Ok((
+        Server {
+            child,
+            base,
+            cold_start,
+        },
+        pid,
+    ))
+}
+
+mod reqwest {
+    pub use ::reqwest::*;
+    /// One readiness probe over a plain TCP socket (no runtime needed).
+    pub fn blocking_get_ready(url: &str) -> std::io::Result<bool> {
+        use std::io::{Read, Write};
+        let rest = url.trim_start_matches("http://");
+        let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let mut stream = std::net::TcpStream::connect(host)?;
+        write!(
+            stream,
+            "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer)?;
+        Ok(answer.starts_with("HTTP/1.1 200"))
+    }
+}
+
+async fn import(
+    client: &reqwest::Client,
+    base: &str,
+    prefix: &str,
+    count: usize,
+) -> anyhow::Result<Vec<String>> {
+    let mut codes = Vec::with_capacity(count);
+    for chunk_start in (0..count).step_by(5000) {
+        let mut csv = String::from("nickname,first_name,last_name,email\n");
+        for i in chunk_start..(chunk_start + 5000).min(count) {
+            csv.push_str(&format!(
+                "{prefix}{i},Bench,Student,{prefix}{i}@example.org\n"
+            ));
+        }
+        let body: Value = client
+            .post(format!("{base}/students/import"))
+            .bearer_auth(KEY)
+            .body(csv)
+            .send()
+            .await?
+            .json()
+            .await?;
+        let created = body["created"]
+            .as_array()
+            .ok_or_else(|| anyhow::anyhow!("import failed: {body}"))?;
+        codes.extend(
+            created
+                .iter()
+                .map(|s| s["upload_code"].as_str().unwrap_or_default().to_owned()),
+        );
+    }
+    Ok(codes)
+}
+
+async fn upload(client: &reqwest::Client, base: &str, code: &str, data: &bytes::Bytes) -> u16 {
+    let part = reqwest::multipart::Part::stream_with_length(
+        reqwest::Body::from(data.clone()),
+        data.len() as u64,
+    )
+    .file_name("answer.pdf");
+    match client
+        .post(format!("{base}/submissions/{code}"))
+        .multipart(reqwest::multipart::Form::new().part("file", part))
+        .send()
+        .await
+    {
+        Ok(r) => r.status().as_u16(),
+        Err(_) => 0,
+    }
+}
+
+async fn bench(
+    args: &Args,
+    work: &Path,
+    server_env: &[(&str, String)],
+    database_url: &str,
+    s3: Option<&S3Settings>,
+) -> anyhow::Result<()> {
+    let (server, pid) = start_server(work, server_env)?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let idle_rss = rss_kib(pid) as f64 / 1024.0;
+    let rss = RssSampler::start(pid);
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .timeout(Duration::from_secs(120))
+        .build()?;
+    let base = server.base.clone();
+    let data = bytes::Bytes::from(
+        (0..args.size)
+            .map(|i| (i * 31 % 251) as u8)
+            .collect::<Vec<u8>>(),
+    );
+
+    // Uploads through the service.
+    let codes = import(&client, &base, "u", args.uploads).await?;
+    rss.take();
+    let verification = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let uploads = run("upload", args.uploads, args.concurrency, |i| {
+        let (client, base, code, data, verification) = (
+            client.clone(),
+            base.clone(),
+            codes[i].clone(),
+            data.clone(),
+            verification.clone(),
+        );
+        async move {
+            let part = reqwest::multipart::Part::stream_with_length(
+                reqwest::Body::from(data.clone()),
+                data.len() as u64,
+            )
+            .file_name("answer.pdf");
+            let Ok(response) = client
+                .post(format!("{base}/submissions/{code}"))
+                .multipart(reqwest::multipart::Form::new().part("file", part))
+                .send()
+                .await
+            else {
+                return (false, 0);
+            };
+            if response.status() != 201 {
+                return (false, 0);
+            }
+            let body: Value = response.json().await.unwrap_or_default();
+            if let Some(v) = body["last_submission"]["verification_code"].as_str() {
+                verification.lock().unwrap().push(v.to_owned());
+            }
+            (true, data.len() as u64)
+        }
+    })
+    .await;
+    let upload_rss = rss.take();
+
+    // The same bytes straight into the same kind of store: spool (write + fsync) and put.
+    let raw_dir = work.join("raw");
+    std::fs::create_dir_all(&raw_dir)?;
+    let store: Arc<dyn BlobStore> = match s3 {
+        Some(settings) => Arc::new(S3Store::open(settings, &raw_dir).await?),
+        None => Arc::new(LocalStore::open(&raw_dir, UrlSigner::new("bench"), "http://x").await?),
+    };
+    let headers = ObjectHeaders {
+        content_type: "application/pdf".into(),
+        content_disposition: "attachment; filename=\"answer.pdf\"".into(),
+    };
+    let raw_put = run("raw storage put", args.uploads, args.concurrency, |_| {
+        let (store, data, headers) = (store.clone(), data.clone(), headers.clone());
+        async move {
+            let key = exam_depository::domain::codes::new_storage_key();
+            let Ok(mut spool) = Spool::create(store.spool_dir(), u64::MAX).await else {
+                return (false, 0);
+            };
+            for chunk in data.chunks(64 * 1024) {
+                if spool.write(chunk).await.is_err() {
+                    return (false, 0);
+                }
+            }
+            let Ok(file) = spool.finish().await else {
+                return (false, 0);
+            };
+            let ok = store
+                .put_file(&key, file.path(), file.size, &headers)
+                .await
+                .is_ok();
+            let _ = store.delete(&key).await;
+            (ok, data.len() as u64)
+        }
+    })
+    .await;
+
+    // Lookups through the service, and the same query straight on the database.
+    let verification = Arc::new(verification.lock().unwrap().clone());
+    anyhow::ensure!(!verification.is_empty(), "no upload succeeded");
+    let lookups = run("download_url", args.uploads, args.concurrency, |i| {
+        let (client, base, code) = (
+            client.clone(),
+            base.clone(),
+            verification[i % verification.len()].clone(),
+        );
+        async move {
+            match client
+                .get(format!("{base}/verifications/{code}/download_url"))
+                .send()
+                .await
+            {
+                Ok(r) if r.status() == 200 => (true, 0),
+                _ => (false, 0),
+            }
+        }
+    })
+    .await;
+    let db = Db::connect(
+        database_url,
+        &DbOptions {
+            pool_size: 16,
+            timeout: Duration::from_secs(5),
+        },
+    )
+    .await?;
+    let raw_lookup = run("raw database lookup", args.uploads, args.concurrency, |i| {
+        let (db, code) = (db.clone(), verification[i % verification.len()].clone());
+        async move {
+            (
+                db.submission_by_verification_code(&code)
+                    .await
+                    .is_ok_and(|s| s.is_some()),
+                0,
+            )
+        }
+    })
+    .await;
+
+    // Overload: many more clients than upload slots; 503 with Retry-After is fine, 500 is not.
+    let overload_codes = import(&client, &base, "o", args.overload * 2).await?;
+    let statuses = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let overload = run("overload upload", args.overload * 2, args.overload, |i| {
+        let (client, base, code, data, statuses) = (
+            client.clone(),
+            base.clone(),
+            overload_codes[i].clone(),
+            data.clone(),
+            statuses.clone(),
+        );
+        async move {
+            let status = upload(&client, &base, &code, &data).await;
+            statuses.lock().unwrap().push(status);
+            (
+                matches!(status, 201 | 503),
+                if status == 201 { data.len() as u64 } else { 0 },
+            )
+        }
+    })
+    .await;
+    let statuses = statuses.lock().unwrap().clone();
+    let overload_503 = statuses.iter().filter(|s| **s == 503).count();
+
+    // Memory: 64 concurrent uploads of 3 MiB.
+    let big = bytes::Bytes::from(vec![7u8; 3 * 1024 * 1024]);
+    let big_codes = import(&client, &base, "m", 64).await?;
+    rss.take();
+    let big_phase = run("64 x 3 MiB upload", 64, 64, |i| {
+        let (client, base, code, big) = (
+            client.clone(),
+            base.clone(),
+            big_codes[i].clone(),
+            big.clone(),
+        );
+        async move {
+            (
+                upload(&client, &base, &code, &big).await == 201,
+                big.len() as u64,
+            )
+        }
+    })
+    .await;
+    let big_rss = rss.take();
+
+    // Export: the ZIP through the service against reading the same objects from the store.
+    rss.take();
+    let started = Instant::now();
+    let mut zip_bytes = 0u64;
+    let mut stream = client
+        .get(format!("{base}/exports/submissions.zip"))
+        .bearer_auth(KEY)
+        .send()
+        .await?
+        .bytes_stream();
+    while let Some(chunk) = stream.try_next().await? {
+        zip_bytes += chunk.len() as u64;
+    }
+    let zip_seconds = started.elapsed().as_secs_f64();
+    let export_rss = rss.take();
+    let live = db.live_storage_keys().await?;
+    let server_store: Arc<dyn BlobStore> = match s3 {
+        Some(settings) => Arc::new(S3Store::open(settings, &raw_dir).await?),
+        None => Arc::new(
+            LocalStore::open(&work.join("data"), UrlSigner::new("bench"), "http://x").await?,
+        ),
+    };
+    let started = Instant::now();
+    let mut raw_read = 0u64;
+    for (key, _) in &live {
+        let mut object = server_store.get(key).await?;
+        while let Some(chunk) = object.next().await {
+            raw_read += chunk?.len() as u64;
+        }
+    }
+    let raw_read_seconds = started.elapsed().as_secs_f64();
+
+    // The roster: GET /students with `roster` students.
+    let have = args.uploads + args.overload * 2 + 64;
+    if args.roster > have {
+        import(&client, &base, "r", args.roster - have).await?;
+    }
+    let mut roster_ms = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let body: Value = client
+            .get(format!("{base}/students"))
+            .bearer_auth(KEY)
+            .send()
+            .await?
+            .json()
+            .await?;
+        roster_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        anyhow::ensure!(body["students"].as_array().map_or(0, Vec::len) >= args.roster.min(10_000));
+    }
+    roster_ms.sort_by(f64::total_cmp);
+
+    // Clean the standing bucket for the next run.
+    if s3.is_some() {
+        for key in server_store.list_keys().await? {
+            let _ = server_store.delete(&key).await;
+        }
+    }
+
+    let report = json!({
+        "backend": args.backend,
+        "size_bytes": args.size,
+        "concurrency": args.concurrency,
+        "cold_start_ms": server.cold_start.as_secs_f64() * 1000.0,
+        "idle_rss_mib": idle_rss,
+        "upload": {"per_s": uploads.rate(), "mib_per_s": uploads.mib_per_s(), "p50_ms": uploads.percentile(0.5), "p99_ms": uploads.percentile(0.99), "errors": uploads.errors, "peak_rss_mib": upload_rss},
+        "raw_storage_put": {"per_s": raw_put.rate(), "mib_per_s": raw_put.mib_per_s(), "errors": raw_put.errors},
+        "upload_vs_raw_put": uploads.rate() / raw_put.rate(),
+        "download_url": {"per_s": lookups.rate(), "p50_ms": lookups.percentile(0.5), "p99_ms": lookups.percentile(0.99), "errors": lookups.errors},
+        "raw_db_lookup": {"per_s": raw_lookup.rate(), "errors": raw_lookup.errors},
+        "lookup_vs_raw_db": lookups.rate() / raw_lookup.rate(),
+        "overload": {"concurrency": args.overload, "requests": statuses.len(), "accepted": statuses.iter().filter(|s| **s == 201).count(), "503": overload_503, "other_errors": overload.errors, "other_statuses": statuses.iter().filter(|s| !matches!(s, 201 | 503)).collect::<Vec<_>>(), "p99_ms": overload.percentile(0.99)},
+        "big_uploads_64x3mib": {"errors": big_phase.errors, "peak_rss_mib": big_rss, "seconds": big_phase.seconds},
+        "export": {"mib_per_s": zip_bytes as f64 / 1_048_576.0 / zip_seconds, "raw_read_mib_per_s": raw_read as f64 / 1_048_576.0 / raw_read_seconds, "peak_rss_mib": export_rss},
+        "students_list_10k_ms": {"median": roster_ms[2], "max": roster_ms[4]},
+    });
+    println!(
+        "\nexam-depository benchmark ({}; {} uploads of {} bytes at C={})",
+        args.backend, args.uploads, args.size, args.concurrency
+    );
+    println!(
+        "{:<28} {:>10} {:>10} {:>10} {:>8}",
+        "phase", "per s", "MiB/s", "p99 ms", "errors"
+    );
+    for phase in [
+        &uploads,
+        &raw_put,
+        &lookups,
+        &raw_lookup,
+        &overload,
+        &big_phase,
+    ] {
+        println!(
+            "{:<28} {:>10.1} {:>10.1} {:>10.1} {:>8}",
+            phase.name,
+            phase.rate(),
+            phase.mib_per_s(),
+            phase.percentile(0.99),
+            phase.errors
+        );
+    }
+    println!(
+        "upload/raw put {:.2}   lookup/raw db {:.2}   overload: {} x 503, {} other errors",
+        uploads.rate() / raw_put.rate(),
+        lookups.rate() / raw_lookup.rate(),
+        overload_503,
+        overload.errors
+    );
+    println!(
+        "RSS idle {:.1} MiB, uploading {:.1} MiB, 64x3MiB {:.1} MiB, export {:.1} MiB   cold start {:.0} ms",
+        idle_rss,
+        upload_rss,
+        big_rss,
+        export_rss,
+        server.cold_start.as_secs_f64() * 1000.0
+    );
+    println!(
+        "export {:.1} MiB/s vs raw read {:.1} MiB/s   GET /students ({} students) median {:.1} ms",
+        zip_bytes as f64 / 1_048_576.0 / zip_seconds,
+        raw_read as f64 / 1_048_576.0 / raw_read_seconds,
+        args.roster,
+        roster_ms[2]
+    );
+    println!("{report}");
+    if let Some(path) = &args.json_out {
+        std::fs::write(path, format!("{report}\n"))?;
+    }
+    Ok(())
+}
