@@ -11,41 +11,57 @@ pub(crate) async fn append(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     entry: &AuditEntry,
 ) -> sqlx::Result<()> {
+    append_many(tx, std::slice::from_ref(entry)).await
+}
+
+/// Appends events in order: one head update to take their ids, one insert each, one head
+/// update to record the last hash.
+pub(crate) async fn append_many(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    entries: &[AuditEntry],
+) -> sqlx::Result<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
     let head = sqlx::query(
-        "UPDATE audit_head SET seq = seq + 1 WHERE audit_head_id = 1 RETURNING seq, last_hash",
+        "UPDATE audit_head SET seq = seq + $1 WHERE audit_head_id = 1 RETURNING seq, last_hash",
     )
+    .bind(entries.len() as i64)
     .fetch_one(&mut **tx)
     .await?;
-    let id: i64 = head.try_get("seq")?;
-    let prev_hash: String = head.try_get("last_hash")?;
+    let last_id: i64 = head.try_get("seq")?;
+    let mut prev_hash: String = head.try_get("last_hash")?;
     let at = time::now();
-    let details = entry.details.to_string();
-    let hash = event_hash(
-        id,
-        &at,
-        &entry.actor,
-        entry.action,
-        &entry.subject,
-        &details,
-        &prev_hash,
-    );
-    sqlx::query(
-        "INSERT INTO audit_event \
-         (audit_event_id, at, actor, action, subject, details, prev_hash, hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(id)
-    .bind(&at)
-    .bind(&entry.actor)
-    .bind(entry.action)
-    .bind(&entry.subject)
-    .bind(&details)
-    .bind(&prev_hash)
-    .bind(&hash)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query("UPDATE audit_head SET last_hash = $1 WHERE audit_head_id = 1")
+    for (id, entry) in (last_id - entries.len() as i64 + 1..).zip(entries) {
+        let details = entry.details.to_string();
+        let hash = event_hash(
+            id,
+            &at,
+            &entry.actor,
+            entry.action,
+            &entry.subject,
+            &details,
+            &prev_hash,
+        );
+        sqlx::query(
+            "INSERT INTO audit_event \
+             (audit_event_id, at, actor, action, subject, details, prev_hash, hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(id)
+        .bind(&at)
+        .bind(&entry.actor)
+        .bind(entry.action)
+        .bind(&entry.subject)
+        .bind(&details)
+        .bind(&prev_hash)
         .bind(&hash)
+        .execute(&mut **tx)
+        .await?;
+        prev_hash = hash;
+    }
+    sqlx::query("UPDATE audit_head SET last_hash = $1 WHERE audit_head_id = 1")
+        .bind(&prev_hash)
         .execute(&mut **tx)
         .await?;
     Ok(())

@@ -2,10 +2,12 @@
 //! PostgreSQL, chosen once from the URL scheme. Each backend has its own migration folder.
 
 pub(crate) mod audit;
+mod batch;
 mod keys;
 mod models;
 mod queries;
 
+pub use batch::{BatchOp, GroupCommit};
 pub use keys::ApiKeyRow;
 pub use models::{ErrorRow, NewSubmission, StudentRow, SubmissionRow, SubmissionState};
 pub use queries::{CommitOutcome, StudentWithSubmission, Totals};
@@ -58,6 +60,9 @@ pub enum DbError {
     /// Anything else from the driver.
     #[error(transparent)]
     Sqlx(sqlx::Error),
+    /// A group-committed write failed.
+    #[error("batched write failed: {0}")]
+    Batch(String),
     /// A migration failed.
     #[error(transparent)]
     Migrate(#[from] sqlx::migrate::MigrateError),

@@ -301,23 +301,6 @@ impl Db {
         .await
     }
 
-    /// Records that `key` is about to be written, so that a crash leaves a trace for the
-    /// sweeper. The sweeper leaves it alone until `lease_until`.
-    pub async fn reserve_key(&self, key: &str, lease_until: &str) -> Result<(), DbError> {
-        let sql = "INSERT INTO pending_delete (storage_key, reason, not_before, created_at) \
-             VALUES ($1, $2, $3, $4)";
-        self.timed(
-            sqlx::query(sql)
-                .bind(key)
-                .bind(REASON_UPLOAD)
-                .bind(lease_until)
-                .bind(time::now())
-                .execute(&self.pool),
-        )
-        .await
-        .map(drop)
-    }
-
     /// Makes a reservation due now: the upload failed and its object should go.
     pub async fn abandon_key(&self, key: &str) -> Result<(), DbError> {
         let sql = "UPDATE pending_delete SET not_before = $2 WHERE storage_key = $1";

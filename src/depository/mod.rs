@@ -100,6 +100,8 @@ pub struct Depository {
     pub rules: Rules,
     /// Where counters and latencies go.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Shares transactions between concurrent small writes.
+    pub group: crate::db::GroupCommit,
     /// Signs receipts; `None` in tools that never issue any.
     pub receipts: Option<Arc<crate::receipts::ReceiptSigner>>,
 }
@@ -108,6 +110,7 @@ impl Depository {
     /// Assembles the core.
     pub fn new(db: Db, store: Arc<dyn BlobStore>, rules: Rules) -> Self {
         Self {
+            group: crate::db::GroupCommit::start(db.clone()),
             db,
             store,
             rules,

@@ -11,7 +11,9 @@
 //!    retries if that fails).
 
 use super::{Depository, DepositoryError, SpooledFile};
-use crate::db::{CommitOutcome, NewSubmission, StudentRow, SubmissionRow, SubmissionState};
+use crate::db::{
+    BatchOp, CommitOutcome, NewSubmission, StudentRow, SubmissionRow, SubmissionState,
+};
 use crate::domain::audit::AuditEntry;
 use crate::domain::window::OutsideWindow;
 use crate::domain::{codes, filename, time};
@@ -98,7 +100,7 @@ impl Depository {
             format!("student:{}", student.nickname),
             serde_json::json!({"reason": reason}),
         );
-        if let Err(error) = self.db.append_audit(&entry).await {
+        if let Err(error) = self.group.submit(BatchOp::Audit(entry)).await {
             tracing::warn!(%error, "could not record a refused upload in the audit log");
         }
     }
@@ -162,8 +164,11 @@ impl Depository {
             content_disposition: filename::attachment_disposition(&original_filename),
         };
         let key = codes::new_storage_key();
-        self.db
-            .reserve_key(&key, &time::from_now(self.reservation_lease()))
+        self.group
+            .submit(BatchOp::Reserve {
+                key: key.clone(),
+                lease_until: time::from_now(self.reservation_lease()),
+            })
             .await?;
         if let Err(error) = self
             .store
@@ -281,7 +286,7 @@ impl Depository {
             format!("submission:{}", submission.id),
             serde_json::json!({"expires_seconds": ttl.as_secs()}),
         );
-        self.db.append_audit(&entry).await?;
+        self.group.submit(BatchOp::Audit(entry)).await?;
         Ok(DownloadLink {
             url,
             expires_seconds: ttl.as_secs(),
