@@ -250,7 +250,7 @@ async fn audit_chain_holds_under_concurrent_uploads_and_finds_an_edit(backend: B
         .unwrap();
     assert_eq!(
         status["download_urls_issued_at"].as_array().unwrap().len(),
-        1
+        20
     );
 
     let verified = cli(&fixture, &["audit", "verify"]);
