@@ -1,37 +1,22 @@
 //! The command line as an operator's script sees it: output and exit codes.
 
 use crate::helpers::{Backend, Fixture};
-use std::process::{Command, Output};
-
-fn run(fixture: &Fixture, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_exam-depository"))
-        .args(args)
-        .env_clear()
-        .env("DATA_DIR", fixture.data_dir.path())
-        .envs(
-            fixture
-                .database_url
-                .as_ref()
-                .map(|url| ("DATABASE_URL", url)),
-        )
-        .output()
-        .unwrap()
-}
+use std::process::Command;
 
 async fn migrate_sweep_and_errors(backend: Backend) {
     let fixture = Fixture::new(&backend).await;
-    let migrate = run(&fixture, &["migrate"]);
+    let migrate = fixture.cli(&["migrate"]);
     assert!(migrate.status.success(), "{migrate:?}");
     assert!(String::from_utf8_lossy(&migrate.stdout).contains("up to date"));
-    let again = run(&fixture, &["migrate"]);
+    let again = fixture.cli(&["migrate"]);
     assert!(again.status.success(), "migrating twice is harmless");
     if matches!(backend, Backend::Embedded) {
         assert!(fixture.data_dir.path().join("exam-depository.db").exists());
-        let sweep = run(&fixture, &["sweep"]);
+        let sweep = fixture.cli(&["sweep"]);
         assert!(sweep.status.success(), "{sweep:?}");
         assert!(String::from_utf8_lossy(&sweep.stdout).contains("deleted 0 objects"));
     }
-    let errors = run(&fixture, &["errors"]);
+    let errors = fixture.cli(&["errors"]);
     assert!(errors.status.success());
     assert!(errors.stdout.is_empty());
 }
@@ -80,11 +65,11 @@ async fn failures_exit_non_zero_with_a_clear_message() {
 async fn named_keys_are_created_listed_and_revoked(backend: Backend) {
     let fixture = Fixture::new(&backend).await;
     let app = fixture.spawn(|_| {}).await;
-    let created = run(&fixture, &["keys", "create", "alice"]);
+    let created = fixture.cli(&["keys", "create", "alice"]);
     assert!(created.status.success(), "{created:?}");
     let key = String::from_utf8(created.stdout).unwrap().trim().to_owned();
     assert!(key.len() >= 43);
-    let duplicate = run(&fixture, &["keys", "create", "alice"]);
+    let duplicate = fixture.cli(&["keys", "create", "alice"]);
     assert_eq!(duplicate.status.code(), Some(1), "one live key per name");
 
     let with_key = |key: String| {
@@ -94,7 +79,7 @@ async fn named_keys_are_created_listed_and_revoked(backend: Backend) {
     };
     assert_eq!(with_key(key.clone()).await.status(), 200);
 
-    let listed = run(&fixture, &["keys", "list"]);
+    let listed = fixture.cli(&["keys", "list"]);
     let text = String::from_utf8(listed.stdout).unwrap();
     assert!(text.contains("alice"));
     assert!(!text.contains(&key), "keys are never shown again");
@@ -113,7 +98,7 @@ async fn named_keys_are_created_listed_and_revoked(backend: Backend) {
     );
     assert!(stored[0].contains("last_used_at: Some"), "use is recorded");
 
-    let revoked = run(&fixture, &["keys", "revoke", "alice"]);
+    let revoked = fixture.cli(&["keys", "revoke", "alice"]);
     assert!(revoked.status.success());
     let refused = with_key(key).await;
     assert_eq!(refused.status(), 401);
@@ -127,9 +112,9 @@ async fn named_keys_are_created_listed_and_revoked(backend: Backend) {
         wrong.text().await.unwrap(),
         "revoked looks like wrong"
     );
-    let again = run(&fixture, &["keys", "revoke", "alice"]);
+    let again = fixture.cli(&["keys", "revoke", "alice"]);
     assert_eq!(again.status.code(), Some(1));
-    let recreated = run(&fixture, &["keys", "create", "alice"]);
+    let recreated = fixture.cli(&["keys", "create", "alice"]);
     assert!(recreated.status.success(), "the name is free again");
 }
 

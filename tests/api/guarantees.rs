@@ -3,7 +3,7 @@
 
 use crate::backend_tests;
 use crate::faults::{Faults, FaultyStore, FreezableProxy};
-use crate::helpers::{Backend, Fixture, MIB, TOKEN, TestApp, after_leases, audit, bytes};
+use crate::helpers::{Backend, Fixture, MIB, TestApp, after_leases, audit, bytes, slow_part};
 use crate::process::ServerProcess;
 use serde_json::Value;
 use std::sync::Arc;
@@ -166,17 +166,7 @@ async fn server_killed_during_uploads_loses_nothing_and_leaves_nothing(backend: 
     let fixture = Fixture::new(&backend).await;
     let server = ServerProcess::start(&fixture).await;
     let client = reqwest::Client::new();
-    let body: Value = client
-        .post(format!("{}/students", server.base))
-        .bearer_auth(TOKEN)
-        .json(&serde_json::json!({"nickname": "victim", "first_name": "A", "last_name": "B", "email": "v@example.org"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let code = body["upload_code"].as_str().unwrap().to_owned();
+    let code = server.register("victim").await;
 
     // A kill while the body streams …
     abandon_upload(&server.address(), &code).await;
@@ -222,30 +212,9 @@ async fn sigterm_lets_uploads_in_flight_finish(backend: Backend) {
     let client = reqwest::Client::new();
     let mut codes = Vec::new();
     for i in 0..4 {
-        let body: Value = client
-            .post(format!("{}/students", server.base))
-            .bearer_auth(TOKEN)
-            .json(&serde_json::json!({"nickname": format!("s{i}"), "first_name": "A", "last_name": "B", "email": format!("s{i}@example.org")}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        codes.push(body["upload_code"].as_str().unwrap().to_owned());
+        codes.push(server.register(&format!("s{i}")).await);
     }
-    let slow_body = || {
-        let chunks = (0..10u8).map(|i| Ok::<_, std::io::Error>(bytes(64 * 1024, i)));
-        let stream = futures_util::stream::iter(chunks).then(|chunk| async move {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            chunk
-        });
-        reqwest::multipart::Part::stream_with_length(
-            reqwest::Body::wrap_stream(stream),
-            10 * 64 * 1024,
-        )
-        .file_name("slow.bin")
-    };
+    let slow_body = || slow_part(10, 64 * 1024, Duration::from_millis(100), "slow.bin");
     let uploads: Vec<_> = codes
         .iter()
         .map(|code| {
@@ -277,8 +246,6 @@ async fn sigterm_lets_uploads_in_flight_finish(backend: Backend) {
     audit(&depository, chrono::Utc::now()).await;
     assert_eq!(depository.db.live_storage_keys().await.unwrap().len(), 4);
 }
-
-use futures_util::StreamExt;
 
 async fn storage_outage_fails_fast_and_recovers(backend: Backend) {
     let fixture = Fixture::new(&backend).await;

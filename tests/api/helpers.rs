@@ -173,6 +173,55 @@ impl Fixture {
         config
     }
 
+    /// The environment a deployment of this fixture would set: data directory, database
+    /// and (for the production backend) the bucket and its credentials.
+    pub fn service_env(&self) -> Vec<(&'static str, String)> {
+        let config = self.config();
+        let mut env = vec![("DATA_DIR", config.data_dir.display().to_string())];
+        if let Some(url) = &self.database_url {
+            env.push(("DATABASE_URL", url.clone()));
+        }
+        if let Some(bucket) = &config.aws_s3_bucket_name {
+            env.extend([
+                ("AWS_S3_BUCKET_NAME", bucket.clone()),
+                (
+                    "AWS_S3_ENDPOINT_URL",
+                    config.aws_s3_endpoint_url.clone().unwrap(),
+                ),
+                ("AWS_REGION", config.aws_region.clone().unwrap()),
+                (
+                    "AWS_ACCESS_KEY_ID",
+                    config
+                        .aws_access_key_id
+                        .as_ref()
+                        .unwrap()
+                        .expose()
+                        .to_owned(),
+                ),
+                (
+                    "AWS_SECRET_ACCESS_KEY",
+                    config
+                        .aws_secret_access_key
+                        .as_ref()
+                        .unwrap()
+                        .expose()
+                        .to_owned(),
+                ),
+            ]);
+        }
+        env
+    }
+
+    /// Runs the CLI with this fixture's environment (and nothing else).
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_exam-depository"))
+            .args(args)
+            .env_clear()
+            .envs(self.service_env())
+            .output()
+            .unwrap()
+    }
+
     /// The core on this fixture's database and store, without a server (for audits after
     /// a server process is gone).
     pub async fn depository(&self) -> Depository {
@@ -522,6 +571,24 @@ impl Drop for TestApp {
             let _ = stop.send(());
         }
     }
+}
+
+/// A multipart file part that sends `chunks` chunks of `chunk_len` bytes, `gap` apart.
+pub fn slow_part(chunks: u8, chunk_len: usize, gap: Duration, name: &str) -> Part {
+    let stream = futures_util::StreamExt::then(
+        futures_util::stream::iter(
+            (0..chunks).map(move |i| Ok::<_, std::io::Error>(bytes(chunk_len, i))),
+        ),
+        move |chunk| async move {
+            tokio::time::sleep(gap).await;
+            chunk
+        },
+    );
+    Part::stream_with_length(
+        reqwest::Body::wrap_stream(stream),
+        u64::from(chunks) * chunk_len as u64,
+    )
+    .file_name(name.to_owned())
 }
 
 /// Deterministic test bytes of a given length.

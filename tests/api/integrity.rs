@@ -2,9 +2,8 @@
 //! student sees of downloads.
 
 use crate::backend_tests;
-use crate::helpers::{Backend, Fixture, TOKEN, TestApp, bytes};
+use crate::helpers::{Backend, Fixture, TOKEN, TestApp, bytes, slow_part};
 use serde_json::Value;
-use std::process::Command;
 use std::time::Duration;
 
 backend_tests!(
@@ -16,18 +15,6 @@ backend_tests!(
 fn rfc3339_in(seconds: f64) -> String {
     let at = chrono::Utc::now() + chrono::Duration::milliseconds((seconds * 1000.0) as i64);
     exam_depository::domain::time::format(at)
-}
-
-fn cli(fixture: &Fixture, args: &[&str]) -> std::process::Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_exam-depository"));
-    command
-        .args(args)
-        .env_clear()
-        .env("DATA_DIR", fixture.data_dir.path());
-    if let Some(url) = &fixture.database_url {
-        command.env("DATABASE_URL", url);
-    }
-    command.output().unwrap()
 }
 
 async fn patch_extra(app: &TestApp, nickname: &str, seconds: i64) -> reqwest::Response {
@@ -63,15 +50,7 @@ async fn uploads_follow_the_window_and_extensions(backend: Backend) {
     assert!(status["window"]["server_time"].as_str().unwrap() < close.as_str());
 
     // An upload that arrives before the close but whose body ends after it counts.
-    let chunks = (0..8u8).map(|i| Ok::<_, std::io::Error>(bytes(1000, i)));
-    let stream =
-        futures_util::StreamExt::then(futures_util::stream::iter(chunks), |c| async move {
-            tokio::time::sleep(Duration::from_millis(400)).await;
-            c
-        });
-    let part =
-        reqwest::multipart::Part::stream_with_length(reqwest::Body::wrap_stream(stream), 8000)
-            .file_name("slow.pdf");
+    let part = slow_part(8, 1000, Duration::from_millis(400), "slow.pdf");
     let in_flight = app
         .client
         .post(app.url(&format!("/submissions/{slow}")))
@@ -157,17 +136,14 @@ async fn receipts_verify_and_name_a_changed_field(backend: Backend) {
     let file = fixture.data_dir.path().join("receipt.json");
     std::fs::write(&file, receipt.to_string()).unwrap();
     let public_key = key["public_key"].as_str().unwrap();
-    let ok = cli(
-        &fixture,
-        &[
-            "verify-receipt",
-            file.to_str().unwrap(),
-            "--public-key",
-            public_key,
-        ],
-    );
+    let ok = fixture.cli(&[
+        "verify-receipt",
+        file.to_str().unwrap(),
+        "--public-key",
+        public_key,
+    ]);
     assert!(ok.status.success(), "{ok:?}");
-    let default_key = cli(&fixture, &["verify-receipt", file.to_str().unwrap()]);
+    let default_key = fixture.cli(&["verify-receipt", file.to_str().unwrap()]);
     assert!(
         default_key.status.success(),
         "the installation's own key by default"
@@ -181,15 +157,12 @@ async fn receipts_verify_and_name_a_changed_field(backend: Backend) {
         let mut forged = receipt.clone();
         forged[field] = value;
         std::fs::write(&file, forged.to_string()).unwrap();
-        let bad = cli(
-            &fixture,
-            &[
-                "verify-receipt",
-                file.to_str().unwrap(),
-                "--public-key",
-                public_key,
-            ],
-        );
+        let bad = fixture.cli(&[
+            "verify-receipt",
+            file.to_str().unwrap(),
+            "--public-key",
+            public_key,
+        ]);
         assert_eq!(bad.status.code(), Some(1));
         let stderr = String::from_utf8_lossy(&bad.stderr);
         assert!(
@@ -253,7 +226,7 @@ async fn audit_chain_holds_under_concurrent_uploads_and_finds_an_edit(backend: B
         20
     );
 
-    let verified = cli(&fixture, &["audit", "verify"]);
+    let verified = fixture.cli(&["audit", "verify"]);
     assert!(verified.status.success(), "{verified:?}");
     assert!(String::from_utf8_lossy(&verified.stdout).contains("audit log intact"));
 
@@ -300,7 +273,7 @@ async fn audit_chain_holds_under_concurrent_uploads_and_finds_an_edit(backend: B
     };
     raw_sql(&fixture, bypass).await.unwrap();
     raw_sql(&fixture, edit).await.unwrap();
-    let broken = cli(&fixture, &["audit", "verify"]);
+    let broken = fixture.cli(&["audit", "verify"]);
     assert_eq!(broken.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&broken.stderr);
     assert!(stderr.contains("broken at event 7"), "{stderr}");

@@ -30,7 +30,6 @@ impl ServerProcess {
         extra_env: &[(&str, String)],
         log: Option<&std::path::Path>,
     ) -> Self {
-        let config = fixture.config();
         let port = free_port();
         let mut command = Command::new(env!("CARGO_BIN_EXE_exam-depository"));
         command
@@ -39,7 +38,6 @@ impl ServerProcess {
             .env("HOST", "127.0.0.1")
             .env("PORT", port.to_string())
             .env("AUTH_TOKEN", TOKEN)
-            .env("DATA_DIR", &config.data_dir)
             .env("SWEEP_INTERVAL_SECONDS", "3600")
             .env("SHUTDOWN_GRACE_SECONDS", "20")
             .env("RUST_LOG", "warn")
@@ -49,26 +47,7 @@ impl ServerProcess {
                 None => Stdio::inherit(),
             })
             .kill_on_drop(true);
-        if let Some(url) = &fixture.database_url {
-            command.env("DATABASE_URL", url);
-        }
-        if let Some(bucket) = &config.aws_s3_bucket_name {
-            command
-                .env("AWS_S3_BUCKET_NAME", bucket)
-                .env(
-                    "AWS_S3_ENDPOINT_URL",
-                    config.aws_s3_endpoint_url.clone().unwrap(),
-                )
-                .env("AWS_REGION", config.aws_region.clone().unwrap())
-                .env(
-                    "AWS_ACCESS_KEY_ID",
-                    config.aws_access_key_id.as_ref().unwrap().expose(),
-                )
-                .env(
-                    "AWS_SECRET_ACCESS_KEY",
-                    config.aws_secret_access_key.as_ref().unwrap().expose(),
-                );
-        }
+        command.envs(fixture.service_env());
         for (name, value) in extra_env {
             command.env(name, value);
         }
@@ -88,6 +67,24 @@ impl ServerProcess {
 
     pub fn address(&self) -> String {
         self.base.trim_start_matches("http://").to_owned()
+    }
+
+    /// Registers a student through the API and returns the upload code.
+    pub async fn register(&self, nickname: &str) -> String {
+        let body: serde_json::Value = reqwest::Client::new()
+            .post(format!("{}/students", self.base))
+            .bearer_auth(TOKEN)
+            .json(&serde_json::json!({
+                "nickname": nickname, "first_name": "A", "last_name": "B",
+                "email": format!("{nickname}@example.org"),
+            }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["upload_code"].as_str().unwrap().to_owned()
     }
 
     /// SIGKILL, and wait for the process to be gone.

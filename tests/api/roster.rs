@@ -118,35 +118,7 @@ async fn the_cli_imports_and_lists_through_the_same_rules(backend: Backend) {
         "nickname,first_name,last_name,email\nzoe,Zoë,Ng,zoe@example.org\n",
     )
     .unwrap();
-    let run = |args: &[&str]| {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_exam-depository"));
-        command
-            .args(args)
-            .env_clear()
-            .env("DATA_DIR", fixture.data_dir.path());
-        if let Some(url) = &fixture.database_url {
-            command.env("DATABASE_URL", url);
-        }
-        let config = fixture.config();
-        if let Some(bucket) = &config.aws_s3_bucket_name {
-            command
-                .env("AWS_S3_BUCKET_NAME", bucket)
-                .env(
-                    "AWS_S3_ENDPOINT_URL",
-                    config.aws_s3_endpoint_url.clone().unwrap(),
-                )
-                .env("AWS_REGION", config.aws_region.clone().unwrap())
-                .env(
-                    "AWS_ACCESS_KEY_ID",
-                    config.aws_access_key_id.as_ref().unwrap().expose(),
-                )
-                .env(
-                    "AWS_SECRET_ACCESS_KEY",
-                    config.aws_secret_access_key.as_ref().unwrap().expose(),
-                );
-        }
-        command.output().unwrap()
-    };
+    let run = |args: &[&str]| fixture.cli(args);
     let imported = run(&["import", file.to_str().unwrap()]);
     assert!(imported.status.success(), "{imported:?}");
     let stdout = String::from_utf8(imported.stdout).unwrap();

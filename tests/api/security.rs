@@ -1,6 +1,6 @@
 //! Abuse protection and hardening (RELIABILITY groups A, B, C, G).
 
-use crate::helpers::{Backend, Fixture, TOKEN, TestApp, bytes};
+use crate::helpers::{Backend, Fixture, TOKEN, TestApp, bytes, slow_part};
 use serde_json::Value;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -185,14 +185,7 @@ async fn uploads_beyond_the_cap_get_503_with_retry_after() {
     let (_fixture, app) = embedded(|c| c.max_uploads_in_flight = 1).await;
     let first = app.upload_code("first").await;
     let second = app.upload_code("second").await;
-    let chunks = (0..5u8).map(|i| Ok::<_, std::io::Error>(bytes(10_000, i)));
-    let slow = futures_util::StreamExt::then(futures_util::stream::iter(chunks), |c| async move {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        c
-    });
-    let part =
-        reqwest::multipart::Part::stream_with_length(reqwest::Body::wrap_stream(slow), 50_000)
-            .file_name("slow.bin");
+    let part = slow_part(5, 10_000, Duration::from_millis(200), "slow.bin");
     let slow_upload = app
         .client
         .post(app.url(&format!("/submissions/{first}")))
@@ -288,18 +281,7 @@ async fn slow_bodies_hit_the_idle_timeout_and_the_deadline() {
     .await;
     let code = app.upload_code("slow").await;
     let send = |gap_ms: u64, chunks: u8| {
-        let stream = futures_util::StreamExt::then(
-            futures_util::stream::iter((0..chunks).map(|i| Ok::<_, std::io::Error>(bytes(100, i)))),
-            move |c| async move {
-                tokio::time::sleep(Duration::from_millis(gap_ms)).await;
-                c
-            },
-        );
-        let part = reqwest::multipart::Part::stream_with_length(
-            reqwest::Body::wrap_stream(stream),
-            100 * u64::from(chunks),
-        )
-        .file_name("a.bin");
+        let part = slow_part(chunks, 100, Duration::from_millis(gap_ms), "a.bin");
         app.client
             .post(app.url(&format!("/submissions/{code}")))
             .multipart(reqwest::multipart::Form::new().part("file", part))
@@ -397,17 +379,7 @@ async fn secrets_never_reach_the_logs(backend: Backend) {
     }
     let server = ServerProcess::start_with(&fixture, &env, Some(&log_path)).await;
     let client = reqwest::Client::new();
-    let student: Value = client
-        .post(format!("{}/students", server.base))
-        .bearer_auth(TOKEN)
-        .json(&serde_json::json!({"nickname": "leak", "first_name": "A", "last_name": "B", "email": "leak@example.org"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let upload_code = student["upload_code"].as_str().unwrap().to_owned();
+    let upload_code = server.register("leak").await;
     let part = reqwest::multipart::Part::bytes(bytes(5000, 1)).file_name("secret-plan.pdf");
     let upload: Value = client
         .post(format!("{}/submissions/{upload_code}", server.base))
