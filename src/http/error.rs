@@ -69,6 +69,22 @@ impl ApiError {
         )
     }
 
+    /// A 422 naming the query parameter when `value` is outside `range`.
+    pub fn check_query_range(
+        name: &str,
+        value: u64,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Result<(), Self> {
+        if range.contains(&value) {
+            return Ok(());
+        }
+        Err(Self::Validation(vec![json!({
+            "loc": ["query", name],
+            "msg": format!("must be between {} and {}", range.start(), range.end()),
+            "type": "value_error",
+        })]))
+    }
+
     /// The limit-aware mapping of a depository error.
     pub fn from_depository(error: DepositoryError, max_bytes: u64) -> Self {
         match error {

@@ -94,11 +94,8 @@ pub async fn list_audit(
 ) -> Result<Json<AuditPage>, ApiError> {
     let limit = paging.limit.unwrap_or(100);
     let after = paging.after.unwrap_or(0);
-    if !(1..=1000).contains(&limit) || after > i64::MAX as u64 {
-        return Err(ApiError::Validation(vec![serde_json::json!({
-            "loc": ["query"], "msg": "limit must be 1 to 1000", "type": "value_error"
-        })]));
-    }
+    ApiError::check_query_range("limit", u64::from(limit), 1..=1000)?;
+    ApiError::check_query_range("after", after, 0..=i64::MAX as u64)?;
     let db = &state.depository.db;
     let unavailable = |e: crate::db::DbError| ApiError::Unavailable(e.to_string());
     let events = db

@@ -41,18 +41,8 @@ pub async fn list_students(
 ) -> Result<Json<StudentList>, ApiError> {
     let limit = paging.limit.unwrap_or(MAX_PAGE);
     let offset = paging.offset.unwrap_or(0);
-    for (name, value, range) in [
-        ("limit", limit, 1..=MAX_PAGE),
-        ("offset", offset, 0..=MAX_OFFSET),
-    ] {
-        if !range.contains(&value) {
-            return Err(ApiError::Validation(vec![serde_json::json!({
-                "loc": ["query", name],
-                "msg": format!("must be between {} and {}", range.start(), range.end()),
-                "type": "value_error",
-            })]));
-        }
-    }
+    ApiError::check_query_range("limit", u64::from(limit), 1..=u64::from(MAX_PAGE))?;
+    ApiError::check_query_range("offset", u64::from(offset), 0..=u64::from(MAX_OFFSET))?;
     let page = state
         .depository
         .list_students(i64::from(limit), i64::from(offset))
