@@ -9,7 +9,9 @@ use tokio::io::AsyncWriteExt;
 
 /// A file being received.
 pub struct Spool {
-    file: tokio::fs::File,
+    // Buffered: every write to a tokio file is a hop to the blocking pool, and multipart
+    // chunks are small.
+    file: tokio::io::BufWriter<tokio::fs::File>,
     path: TempPath,
     size: u64,
     limit: u64,
@@ -49,7 +51,7 @@ impl Spool {
             .map_err(std::io::Error::other)??;
         let (file, path) = named.into_parts();
         Ok(Self {
-            file: tokio::fs::File::from_std(file),
+            file: tokio::io::BufWriter::with_capacity(64 * 1024, tokio::fs::File::from_std(file)),
             path,
             size: 0,
             limit,
@@ -79,7 +81,7 @@ impl Spool {
     /// Flushes and syncs the file to disk and returns it with its digests.
     pub async fn finish(mut self) -> Result<SpooledFile, SpoolError> {
         self.file.flush().await?;
-        self.file.sync_all().await?;
+        self.file.get_ref().sync_all().await?;
         Ok(SpooledFile {
             path: self.path,
             size: self.size,

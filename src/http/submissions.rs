@@ -40,22 +40,55 @@ pub async fn create_submission(
     RequestId(request_id): RequestId,
     request: Request,
 ) -> Response {
-    let mut response = match upload(&state, &upload_code, request_id, request).await {
+    let mut unread = Some(request);
+    let error = match upload(&state, &upload_code, request_id, &mut unread).await {
         Ok(created) => return created.into_response(),
-        Err(error) => error.into_response(),
+        Err(error) => error,
     };
-    // The body may be unread: the client must not reuse this connection.
-    response
-        .headers_mut()
-        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    // Refused before its body was read: read and discard the body (bounded) so the client
+    // gets the answer instead of a connection reset; otherwise close the connection.
+    let limit = state.depository.rules.max_submission_bytes + MULTIPART_OVERHEAD;
+    let drained = match unread {
+        Some(request) => drain(request.into_body(), limit).await,
+        None => false,
+    };
+    let mut response = error.into_response();
+    if !drained {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     response
 }
 
+/// Reads and discards a body of at most `limit` bytes within a few seconds; false when it
+/// is longer, slower or broken.
+async fn drain(body: axum::body::Body, limit: u64) -> bool {
+    use futures_util::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut seen = 0u64;
+    let read_all = async {
+        while let Some(chunk) = stream.next().await {
+            let Ok(chunk) = chunk else { return false };
+            seen += chunk.len() as u64;
+            if seen > limit {
+                return false;
+            }
+        }
+        true
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(5), read_all)
+        .await
+        .unwrap_or(false)
+}
+
+/// Receives and stores one upload. `request` is taken only when its body is read; left in
+/// place, the caller may discard the body.
 async fn upload(
     state: &AppState,
     upload_code: &str,
     request_id: Option<String>,
-    request: Request,
+    unread: &mut Option<Request>,
 ) -> Result<(StatusCode, Json<UploadCompletionBody>), ApiError> {
     // The window is checked against the request's arrival, not the end of its body.
     let arrived_at = chrono::Utc::now();
@@ -72,14 +105,18 @@ async fn upload(
     let result = async {
         let slot = depository.upload_slot(upload_code, arrived_at).await?;
         let max = depository.rules.max_submission_bytes;
-        let declared = request
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|len| len > max + MULTIPART_OVERHEAD) {
+        let Some(request) = unread.take_if(|r| {
+            let declared = r
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            declared.is_none_or(|len| len <= max + MULTIPART_OVERHEAD)
+        }) else {
+            // Refused from its Content-Length alone: never read, and the connection closes.
+            *unread = None;
             return Err(DepositoryError::TooLarge);
-        }
+        };
         let received = receive_file(state, request).await;
         let result = match received {
             Ok((file, filename, content_type)) => {

@@ -451,3 +451,48 @@ async fn secrets_never_reach_the_logs(backend: Backend) {
 }
 
 crate::backend_tests!(secrets_never_reach_the_logs);
+
+/// Regression: a refusal sent before the body was read used to close the connection with
+/// the body unread, and the kernel's reset could swallow the 503 (the client saw a broken
+/// connection). Now the body is read and discarded and the answer arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_refusals_of_large_bodies_arrive_as_answers() {
+    let (_fixture, app) = embedded(|c| c.max_uploads_in_flight = 1).await;
+    let busy = app.upload_code("busy").await;
+    let waiting = app.upload_code("waiting").await;
+    let holder = app
+        .client
+        .post(app.url(&format!("/submissions/{busy}")))
+        .multipart(reqwest::multipart::Form::new().part(
+            "file",
+            slow_part(10, 1000, Duration::from_millis(200), "slow.bin"),
+        ))
+        .send();
+    let refusals = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut answers = Vec::new();
+        for i in 0..5 {
+            let response = app.upload(&waiting, bytes(1024 * 1024, i)).await;
+            answers.push((
+                response.status().as_u16(),
+                response.headers().get("connection").cloned(),
+            ));
+        }
+        answers
+    };
+    let (held, answers) = tokio::join!(holder, refusals);
+    assert_eq!(held.unwrap().status(), 201);
+    for (status, connection) in &answers[..5] {
+        assert_eq!(*status, 503);
+        assert!(
+            connection.is_none(),
+            "the body was drained, the connection stays usable"
+        );
+    }
+    // Unknown codes are refused before the body too, and answered the same way.
+    for code in ["ZZZZZZZZ", "YYYYYYYY"] {
+        let response = app.upload(code, bytes(1024 * 1024, 9)).await;
+        assert_eq!(response.status(), 404);
+        assert!(response.headers().get("connection").is_none());
+    }
+}
