@@ -88,6 +88,26 @@ async fn screenshot(client: &Client, name: &str) {
     }
 }
 
+async fn type_into(client: &Client, id: &str, text: &str) {
+    client
+        .find(Locator::Id(id))
+        .await
+        .unwrap()
+        .send_keys(text)
+        .await
+        .unwrap();
+}
+
+async fn click(client: &Client, css: &str) {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
 async fn text_of(client: &Client, css: &str) -> String {
     client
         .find(Locator::Css(css))
@@ -139,13 +159,7 @@ async fn a_student_uploads_through_the_page_and_the_receipt_downloads_the_same_b
             .contains("Ada Lovelace")
     );
     assert_eq!(text_of(client, "#attempts-left").await, "5");
-    client
-        .find(Locator::Id("file"))
-        .await
-        .unwrap()
-        .send_keys(big.to_str().unwrap())
-        .await
-        .unwrap();
+    type_into(client, "file", big.to_str().unwrap()).await;
     wait_visible(client, "#message").await;
     assert!(text_of(client, "#message").await.contains("too large"));
 
@@ -155,13 +169,7 @@ async fn a_student_uploads_through_the_page_and_the_receipt_downloads_the_same_b
     let input = client.find(Locator::Id("file")).await.unwrap();
     input.clear().await.unwrap();
     input.send_keys(answer.to_str().unwrap()).await.unwrap();
-    client
-        .find(Locator::Id("upload-button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(client, "#upload-button").await;
     wait_visible(client, "#receipt").await;
     screenshot(client, "upload-receipt.png").await;
 
@@ -193,20 +201,8 @@ async fn a_student_uploads_through_the_page_and_the_receipt_downloads_the_same_b
 
     // The verification page hands out a working link.
     client.goto(&app.url("/verify")).await.unwrap();
-    client
-        .find(Locator::Id("verification"))
-        .await
-        .unwrap()
-        .send_keys(&verification)
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("#verify-form button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_into(client, "verification", &verification).await;
+    click(client, "#verify-form button").await;
     wait_visible(client, "#link-box").await;
     let href = client
         .find(Locator::Id("download-link"))
@@ -239,20 +235,8 @@ async fn a_student_uploads_through_the_page_and_the_receipt_downloads_the_same_b
 
 async fn sign_in(client: &Client, app: &TestApp) {
     client.goto(&app.url("/examiner")).await.unwrap();
-    client
-        .find(Locator::Id("api-key"))
-        .await
-        .unwrap()
-        .send_keys(TOKEN)
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("#sign-in-form button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_into(client, "api-key", TOKEN).await;
+    click(client, "#sign-in-form button").await;
     wait_visible(client, "#workspace").await;
 }
 
@@ -269,20 +253,8 @@ async fn an_examiner_signs_in_adds_a_student_and_sees_import_errors_by_line() {
 
     // A wrong key is refused.
     client.goto(&app.url("/examiner")).await.unwrap();
-    client
-        .find(Locator::Id("api-key"))
-        .await
-        .unwrap()
-        .send_keys("wrong")
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("#sign-in-form button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_into(client, "api-key", "wrong").await;
+    click(client, "#sign-in-form button").await;
     wait_visible(client, "#message").await;
     assert!(text_of(client, "#message").await.contains("not accepted"));
 
@@ -299,21 +271,9 @@ async fn an_examiner_signs_in_adds_a_student_and_sees_import_errors_by_line() {
         ("first-name", "Grace"),
         ("last-name", "Hopper"),
     ] {
-        client
-            .find(Locator::Id(id))
-            .await
-            .unwrap()
-            .send_keys(value)
-            .await
-            .unwrap();
+        type_into(client, id, value).await;
     }
-    client
-        .find(Locator::Css("#add-form button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(client, "#add-form button").await;
     for _ in 0..50 {
         if text_of(client, "#roster").await.contains("grace") {
             break;
@@ -332,20 +292,8 @@ async fn an_examiner_signs_in_adds_a_student_and_sees_import_errors_by_line() {
 
     let csv = fixture.data_dir.path().join("roster.csv");
     std::fs::write(&csv, "nickname,first_name,last_name,email\nok1,Ok,One,ok1@example.org\nbad one,Bad,Two,bad@example.org\n").unwrap();
-    client
-        .find(Locator::Id("csv-file"))
-        .await
-        .unwrap()
-        .send_keys(csv.to_str().unwrap())
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("#import-form button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_into(client, "csv-file", csv.to_str().unwrap()).await;
+    click(client, "#import-form button").await;
     wait_visible(client, "#import-errors").await;
     let errors = text_of(client, "#import-errors").await;
     assert!(errors.contains("Line 3"), "{errors}");
@@ -363,13 +311,7 @@ async fn an_examiner_signs_in_adds_a_student_and_sees_import_errors_by_line() {
         .unwrap();
     screenshot(client, "examiner.png").await;
 
-    client
-        .find(Locator::Id("print-slips"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(client, "#print-slips").await;
     wait_visible(client, "#slips-view").await;
     let slips = text_of(client, "#slips").await;
     assert!(slips.contains(&code), "slips show upload codes");
