@@ -23,9 +23,15 @@ struct Args {
     /// `embedded` (SQLite + disk) or `production` (PostgreSQL + S3 from TEST_* variables).
     #[arg(long, default_value = "embedded")]
     backend: String,
-    /// Uploads in the main phase (default: about ten seconds of load).
-    #[arg(long, default_value_t = 600)]
-    uploads: usize,
+    /// Uploads in the main phase; by default as many as fit in `--seconds`.
+    #[arg(long)]
+    uploads: Option<usize>,
+    /// Length of the upload phase when `--uploads` is not given.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// `download_url` lookups (default: as many as uploads were accepted).
+    #[arg(long)]
+    lookups: Option<usize>,
     /// Bytes per upload.
     #[arg(long, default_value_t = 1024 * 1024)]
     size: usize,
@@ -101,6 +107,17 @@ struct Phase {
 }
 
 impl Phase {
+    /// Two runs of the same phase as one: their counts and times added.
+    fn mean(name: &'static str, a: &Phase, b: &Phase) -> Phase {
+        Phase {
+            name,
+            count: a.count + b.count,
+            seconds: a.seconds + b.seconds,
+            latencies: [a.latencies.as_slice(), b.latencies.as_slice()].concat(),
+            errors: a.errors + b.errors,
+            bytes: a.bytes + b.bytes,
+        }
+    }
     fn rate(&self) -> f64 {
         self.count as f64 / self.seconds
     }
@@ -117,14 +134,38 @@ impl Phase {
     }
 }
 
+/// Prints the phase starting, with the time since the benchmark started (for profilers).
+fn progress(what: &str) {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let start = START.get_or_init(Instant::now);
+    eprintln!("bench: {:7.2} s {what}", start.elapsed().as_secs_f64());
+}
+
 /// Runs `count` jobs at `concurrency`; each returns (ok, bytes).
 async fn run<F, Fut>(name: &'static str, count: usize, concurrency: usize, job: F) -> Phase
 where
     F: Fn(usize) -> Fut,
     Fut: std::future::Future<Output = (bool, u64)>,
 {
+    run_until(name, count, None, concurrency, job).await
+}
+
+/// Like `run`, but starts no new job once `deadline` has passed.
+async fn run_until<F, Fut>(
+    name: &'static str,
+    count: usize,
+    deadline: Option<Duration>,
+    concurrency: usize,
+    job: F,
+) -> Phase
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = (bool, u64)>,
+{
+    progress(name);
     let started = Instant::now();
     let results: Vec<(bool, u64, f64)> = futures_util::stream::iter(0..count)
+        .take_while(|_| std::future::ready(deadline.is_none_or(|d| started.elapsed() < d)))
         .map(|i| {
             let call = job(i);
             async move {
@@ -138,7 +179,7 @@ where
         .await;
     Phase {
         name,
-        count,
+        count: results.len(),
         seconds: started.elapsed().as_secs_f64(),
         latencies: results.iter().map(|r| r.2).collect(),
         errors: results.iter().filter(|r| !r.0).count(),
@@ -269,12 +310,143 @@ mod reqwest {
     }
 }
 
+/// The store without the service: bytes from memory straight into a file (write, fsync,
+/// rename, fsync the directory) or into the bucket (one PUT). No spooling, no digests.
+enum RawStore {
+    Disk(PathBuf),
+    Bucket(Arc<object_store::aws::AmazonS3>),
+}
+
+impl RawStore {
+    async fn open(work: &Path, s3: Option<&S3Settings>) -> anyhow::Result<Self> {
+        Ok(match s3 {
+            Some(settings) => {
+                let mut builder = object_store::aws::AmazonS3Builder::new()
+                    .with_bucket_name(&settings.bucket)
+                    .with_client_options(object_store::ClientOptions::new().with_allow_http(true))
+                    .with_virtual_hosted_style_request(false);
+                if let Some(endpoint) = &settings.endpoint {
+                    builder = builder.with_endpoint(endpoint);
+                }
+                if let Some(region) = &settings.region {
+                    builder = builder.with_region(region);
+                }
+                if let (Some(id), Some(secret)) =
+                    (&settings.access_key_id, &settings.secret_access_key)
+                {
+                    builder = builder
+                        .with_access_key_id(id)
+                        .with_secret_access_key(secret);
+                }
+                Self::Bucket(Arc::new(builder.build()?))
+            }
+            None => {
+                let dir = work.join("raw");
+                std::fs::create_dir_all(&dir)?;
+                Self::Disk(dir)
+            }
+        })
+    }
+
+    async fn put(&self, data: bytes::Bytes) -> bool {
+        use object_store::ObjectStore;
+        let key = exam_depository::domain::codes::new_storage_key();
+        match self {
+            Self::Disk(dir) => {
+                let dir = dir.clone();
+                tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+                    use std::io::Write;
+                    let partial = dir.join(format!("{key}.part"));
+                    let mut file = std::fs::File::create(&partial)?;
+                    file.write_all(&data)?;
+                    file.sync_all()?;
+                    std::fs::rename(&partial, dir.join(&key))?;
+                    std::fs::File::open(&dir)?.sync_all()?;
+                    std::fs::remove_file(dir.join(&key))
+                })
+                .await
+                .is_ok_and(|r| r.is_ok())
+            }
+            Self::Bucket(bucket) => {
+                let path = object_store::path::Path::from(key);
+                let ok = bucket.put(&path, data.into()).await.is_ok();
+                let _ = bucket.delete(&path).await;
+                ok
+            }
+        }
+    }
+
+    async fn put_phase(&self, data: &bytes::Bytes, args: &Args) -> Phase {
+        let (count, deadline) = raw_phase_length(args);
+        run_until("raw storage put", count, deadline, args.concurrency, |_| {
+            let data = data.clone();
+            async move {
+                let len = data.len() as u64;
+                (self.put(data).await, len)
+            }
+        })
+        .await
+    }
+}
+
+/// How many operations a baseline phase runs: as many as the service phase, or for a
+/// third of its time (it runs twice).
+fn raw_phase_length(args: &Args) -> (usize, Option<Duration>) {
+    match args.uploads {
+        Some(count) => (count, None),
+        None => (10_000, Some(Duration::from_secs(args.seconds).div_f64(3.0))),
+    }
+}
+
+/// The storage work the service does for each upload, without HTTP and the database: the
+/// bytes spooled with their MD5 and SHA-256, then put into the store by the service's own
+/// store code.
+async fn storage_work_phase(store: &Arc<dyn BlobStore>, data: &bytes::Bytes, args: &Args) -> Phase {
+    let headers = ObjectHeaders {
+        content_type: "application/pdf".into(),
+        content_disposition: "attachment; filename=\"answer.pdf\"".into(),
+    };
+    let (count, deadline) = raw_phase_length(args);
+    run_until(
+        "spool + digests + put",
+        count,
+        deadline,
+        args.concurrency,
+        |_| {
+            let (store, data, headers) = (store.clone(), data.clone(), headers.clone());
+            async move {
+                let key = exam_depository::domain::codes::new_storage_key();
+                let Ok(mut spool) = Spool::create(store.spool_dir(), u64::MAX).await else {
+                    return (false, 0);
+                };
+                for start in (0..data.len()).step_by(64 * 1024) {
+                    let chunk = data.slice(start..(start + 64 * 1024).min(data.len()));
+                    if spool.write(chunk).await.is_err() {
+                        return (false, 0);
+                    }
+                }
+                let Ok(file) = spool.finish().await else {
+                    return (false, 0);
+                };
+                let ok = store
+                    .put_file(&key, file.path(), file.size, &headers)
+                    .await
+                    .is_ok();
+                let _ = store.delete(&key).await;
+                (ok, data.len() as u64)
+            }
+        },
+    )
+    .await
+}
+
 async fn import(
     client: &reqwest::Client,
     base: &str,
     prefix: &str,
     count: usize,
 ) -> anyhow::Result<Vec<String>> {
+    progress(&format!("importing {count} students"));
     let mut codes = Vec::with_capacity(count);
     for chunk_start in (0..count).step_by(5000) {
         let mut csv = String::from("nickname,first_name,last_name,email\n");
@@ -342,11 +514,29 @@ async fn bench(
             .collect::<Vec<u8>>(),
     );
 
+    // Raw PUTs of the same bytes straight into the same kind of store, before and after the
+    // service's uploads (the mean is the baseline, so drift during the run cancels out).
+    let raw_store = RawStore::open(work, s3).await?;
+    let raw_dir = work.join("raw");
+    let service_store: Arc<dyn BlobStore> = match s3 {
+        Some(settings) => Arc::new(S3Store::open(settings, &raw_dir).await?),
+        None => Arc::new(LocalStore::open(&raw_dir, UrlSigner::new("bench"), "http://x").await?),
+    };
+    let raw_put_before = raw_store.put_phase(&data, args).await;
+    let storage_work_before = storage_work_phase(&service_store, &data, args).await;
+
     // Uploads through the service.
-    let codes = import(&client, &base, "u", args.uploads).await?;
+    let max_uploads = args.uploads.unwrap_or(10_000);
+    let deadline = args
+        .uploads
+        .is_none()
+        .then(|| Duration::from_secs(args.seconds));
+    let import_started = Instant::now();
+    let codes = import(&client, &base, "u", max_uploads).await?;
+    let import_seconds = import_started.elapsed().as_secs_f64();
     rss.take();
     let verification = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let uploads = run("upload", args.uploads, args.concurrency, |i| {
+    let uploads = run_until("upload", max_uploads, deadline, args.concurrency, |i| {
         let (client, base, code, data, verification) = (
             client.clone(),
             base.clone(),
@@ -380,47 +570,20 @@ async fn bench(
     })
     .await;
     let upload_rss = rss.take();
-
-    // The same bytes straight into the same kind of store: spool (write + fsync) and put.
-    let raw_dir = work.join("raw");
-    std::fs::create_dir_all(&raw_dir)?;
-    let store: Arc<dyn BlobStore> = match s3 {
-        Some(settings) => Arc::new(S3Store::open(settings, &raw_dir).await?),
-        None => Arc::new(LocalStore::open(&raw_dir, UrlSigner::new("bench"), "http://x").await?),
-    };
-    let headers = ObjectHeaders {
-        content_type: "application/pdf".into(),
-        content_disposition: "attachment; filename=\"answer.pdf\"".into(),
-    };
-    let raw_put = run("raw storage put", args.uploads, args.concurrency, |_| {
-        let (store, data, headers) = (store.clone(), data.clone(), headers.clone());
-        async move {
-            let key = exam_depository::domain::codes::new_storage_key();
-            let Ok(mut spool) = Spool::create(store.spool_dir(), u64::MAX).await else {
-                return (false, 0);
-            };
-            for chunk in data.chunks(64 * 1024) {
-                if spool.write(chunk).await.is_err() {
-                    return (false, 0);
-                }
-            }
-            let Ok(file) = spool.finish().await else {
-                return (false, 0);
-            };
-            let ok = store
-                .put_file(&key, file.path(), file.size, &headers)
-                .await
-                .is_ok();
-            let _ = store.delete(&key).await;
-            (ok, data.len() as u64)
-        }
-    })
-    .await;
+    let storage_work_after = storage_work_phase(&service_store, &data, args).await;
+    let raw_put_after = raw_store.put_phase(&data, args).await;
+    let raw_put = Phase::mean("raw storage put", &raw_put_before, &raw_put_after);
+    let storage_work = Phase::mean(
+        "spool + digests + put",
+        &storage_work_before,
+        &storage_work_after,
+    );
 
     // Lookups through the service, and the same query straight on the database.
     let verification = Arc::new(verification.lock().unwrap().clone());
     anyhow::ensure!(!verification.is_empty(), "no upload succeeded");
-    let lookups = run("download_url", args.uploads, args.concurrency, |i| {
+    let lookup_count = args.lookups.unwrap_or(uploads.count);
+    let lookups = run("download_url", lookup_count, args.concurrency, |i| {
         let (client, base, code) = (
             client.clone(),
             base.clone(),
@@ -446,7 +609,7 @@ async fn bench(
         },
     )
     .await?;
-    let raw_lookup = run("raw database lookup", args.uploads, args.concurrency, |i| {
+    let raw_lookup = run("raw database lookup", lookup_count, args.concurrency, |i| {
         let (db, code) = (db.clone(), verification[i % verification.len()].clone());
         async move {
             (
@@ -537,21 +700,23 @@ async fn bench(
     let raw_read_seconds = started.elapsed().as_secs_f64();
 
     // The roster: GET /students with `roster` students.
-    let have = args.uploads + args.overload * 2 + 64;
+    let have = max_uploads + args.overload * 2 + 64;
     if args.roster > have {
         import(&client, &base, "r", args.roster - have).await?;
     }
     let mut roster_ms = Vec::new();
     for _ in 0..5 {
+        // Timed until the last byte arrives; the client's own JSON parsing is not the service's.
         let t = Instant::now();
-        let body: Value = client
+        let raw = client
             .get(format!("{base}/students"))
             .bearer_auth(KEY)
             .send()
             .await?
-            .json()
+            .bytes()
             .await?;
         roster_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        let body: Value = serde_json::from_slice(&raw)?;
         anyhow::ensure!(body["students"].as_array().map_or(0, Vec::len) >= args.roster.min(10_000));
     }
     roster_ms.sort_by(f64::total_cmp);
@@ -566,12 +731,15 @@ async fn bench(
     let report = json!({
         "backend": args.backend,
         "size_bytes": args.size,
+        "uploads": uploads.count,
         "concurrency": args.concurrency,
         "cold_start_ms": server.cold_start.as_secs_f64() * 1000.0,
         "idle_rss_mib": idle_rss,
         "upload": {"per_s": uploads.rate(), "mib_per_s": uploads.mib_per_s(), "p50_ms": uploads.percentile(0.5), "p99_ms": uploads.percentile(0.99), "errors": uploads.errors, "peak_rss_mib": upload_rss},
-        "raw_storage_put": {"per_s": raw_put.rate(), "mib_per_s": raw_put.mib_per_s(), "errors": raw_put.errors},
+        "raw_storage_put": {"per_s": raw_put.rate(), "mib_per_s": raw_put.mib_per_s(), "errors": raw_put.errors, "before_per_s": raw_put_before.rate(), "after_per_s": raw_put_after.rate()},
         "upload_vs_raw_put": uploads.rate() / raw_put.rate(),
+        "storage_work": {"per_s": storage_work.rate(), "errors": storage_work.errors, "before_per_s": storage_work_before.rate(), "after_per_s": storage_work_after.rate()},
+        "upload_vs_storage_work": uploads.rate() / storage_work.rate(),
         "download_url": {"per_s": lookups.rate(), "p50_ms": lookups.percentile(0.5), "p99_ms": lookups.percentile(0.99), "errors": lookups.errors},
         "raw_db_lookup": {"per_s": raw_lookup.rate(), "errors": raw_lookup.errors},
         "lookup_vs_raw_db": lookups.rate() / raw_lookup.rate(),
@@ -579,10 +747,11 @@ async fn bench(
         "big_uploads_64x3mib": {"errors": big_phase.errors, "peak_rss_mib": big_rss, "seconds": big_phase.seconds},
         "export": {"mib_per_s": zip_bytes as f64 / 1_048_576.0 / zip_seconds, "raw_read_mib_per_s": raw_read as f64 / 1_048_576.0 / raw_read_seconds, "peak_rss_mib": export_rss},
         "students_list_10k_ms": {"median": roster_ms[2], "max": roster_ms[4]},
+        "import": {"students": max_uploads, "seconds": import_seconds},
     });
     println!(
         "\nexam-depository benchmark ({}; {} uploads of {} bytes at C={})",
-        args.backend, args.uploads, args.size, args.concurrency
+        args.backend, uploads.count, args.size, args.concurrency
     );
     println!(
         "{:<28} {:>10} {:>10} {:>10} {:>8}",
@@ -591,6 +760,7 @@ async fn bench(
     for phase in [
         &uploads,
         &raw_put,
+        &storage_work,
         &lookups,
         &raw_lookup,
         &overload,
@@ -606,8 +776,9 @@ async fn bench(
         );
     }
     println!(
-        "upload/raw put {:.2}   lookup/raw db {:.2}   overload: {} x 503, {} other errors",
+        "upload/raw put {:.2}   upload/storage work {:.2}   lookup/raw db {:.2}   overload: {} x 503, {} other errors",
         uploads.rate() / raw_put.rate(),
+        uploads.rate() / storage_work.rate(),
         lookups.rate() / raw_lookup.rate(),
         overload_503,
         overload.errors
@@ -621,11 +792,13 @@ async fn bench(
         server.cold_start.as_secs_f64() * 1000.0
     );
     println!(
-        "export {:.1} MiB/s vs raw read {:.1} MiB/s   GET /students ({} students) median {:.1} ms",
+        "export {:.1} MiB/s vs raw read {:.1} MiB/s   GET /students ({} students) median {:.1} ms   import of {} students {:.1} s",
         zip_bytes as f64 / 1_048_576.0 / zip_seconds,
         raw_read as f64 / 1_048_576.0 / raw_read_seconds,
         args.roster,
-        roster_ms[2]
+        roster_ms[2],
+        max_uploads,
+        import_seconds
     );
     println!("{report}");
     if let Some(path) = &args.json_out {

@@ -7,6 +7,9 @@ use crate::domain::audit::{AuditEntry, AuditEvent, event_hash};
 use crate::domain::time;
 use sqlx::Row;
 
+/// Events per INSERT statement (8 parameters each; well under both databases' limits).
+const INSERT_ROWS: usize = 500;
+
 pub(crate) async fn append(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     entry: &AuditEntry,
@@ -14,7 +17,7 @@ pub(crate) async fn append(
     append_many(tx, std::slice::from_ref(entry)).await
 }
 
-/// Appends events in order: one head update to take their ids, one insert each, one head
+/// Appends events in order: one head update to take their ids, multi-row inserts, one head
 /// update to record the last hash.
 pub(crate) async fn append_many(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
@@ -32,6 +35,7 @@ pub(crate) async fn append_many(
     let last_id: i64 = head.try_get("seq")?;
     let mut prev_hash: String = head.try_get("last_hash")?;
     let at = time::now();
+    let mut rows = Vec::with_capacity(entries.len());
     for (id, entry) in (last_id - entries.len() as i64 + 1..).zip(entries) {
         let details = entry.details.to_string();
         let hash = event_hash(
@@ -43,22 +47,30 @@ pub(crate) async fn append_many(
             &details,
             &prev_hash,
         );
-        sqlx::query(
+        let prev = std::mem::replace(&mut prev_hash, hash.clone());
+        rows.push((id, entry, details, prev, hash));
+    }
+    // Multi-row inserts: one round trip for a whole batch of events.
+    for chunk in rows.chunks(INSERT_ROWS) {
+        let sql = format!(
             "INSERT INTO audit_event \
-             (audit_event_id, at, actor, action, subject, details, prev_hash, hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(id)
-        .bind(&at)
-        .bind(&entry.actor)
-        .bind(entry.action)
-        .bind(&entry.subject)
-        .bind(&details)
-        .bind(&prev_hash)
-        .bind(&hash)
-        .execute(&mut **tx)
-        .await?;
-        prev_hash = hash;
+             (audit_event_id, at, actor, action, subject, details, prev_hash, hash) VALUES {}",
+            super::values_placeholders(chunk.len(), 8)
+        );
+        // Not cached: the text differs with the number of rows.
+        let mut query = sqlx::query(&sql).persistent(false);
+        for (id, entry, details, prev, hash) in chunk {
+            query = query
+                .bind(*id)
+                .bind(&at)
+                .bind(&entry.actor)
+                .bind(entry.action)
+                .bind(&entry.subject)
+                .bind(details)
+                .bind(prev)
+                .bind(hash);
+        }
+        query.execute(&mut **tx).await?;
     }
     sqlx::query("UPDATE audit_head SET last_hash = $1 WHERE audit_head_id = 1")
         .bind(&prev_hash)

@@ -1,8 +1,14 @@
-//! Group commit for small independent writes (audit events of refusals and disclosures,
-//! upload reservations). Concurrent callers' writes share one transaction, so one fsync
-//! serves many requests; each caller still waits until its write is committed, so nothing
-//! is acknowledged before it is durable.
+//! Group commit for the service's frequent writes: upload reservations, upload records and
+//! the audit events of refusals and disclosures. Concurrent callers' writes share one
+//! transaction, so one fsync serves many requests and SQLite's single writer is never
+//! fought over; each caller still waits until its write is committed, so nothing is
+//! acknowledged before it is durable.
+//!
+//! If a statement of a shared batch fails, nothing of it was committed, and each write is
+//! retried in a transaction of its own so that one bad write fails alone. If the commit
+//! itself fails (or times out), the outcome is unknown and every caller gets the error.
 
+use super::queries::{CommitOutcome, REASON_UPLOAD, UploadCommit, commit_upload_in};
 use super::{Db, DbError, audit};
 use crate::domain::audit::AuditEntry;
 use crate::domain::time;
@@ -20,9 +26,20 @@ pub enum BatchOp {
         /// Until when the sweeper leaves it alone.
         lease_until: String,
     },
+    /// Record an accepted upload (see [`UploadCommit`]).
+    Upload(Box<UploadCommit>),
 }
 
-type Reply = oneshot::Sender<Result<(), String>>;
+/// What a committed write produced.
+#[derive(Debug)]
+pub enum BatchOutcome {
+    /// Written.
+    Done,
+    /// The upload's outcome.
+    Upload(CommitOutcome),
+}
+
+type Reply = oneshot::Sender<Result<BatchOutcome, String>>;
 
 /// Most writes in one transaction.
 const MAX_BATCH: usize = 256;
@@ -31,6 +48,14 @@ const MAX_BATCH: usize = 256;
 #[derive(Clone, Debug)]
 pub struct GroupCommit {
     sender: mpsc::Sender<(BatchOp, Reply)>,
+}
+
+/// Where a batch failed.
+enum BatchFailure {
+    /// A statement failed; the transaction was rolled back and nothing was written.
+    Statement(DbError),
+    /// Beginning or committing failed or timed out: the outcome may be unknown.
+    Commit(DbError),
 }
 
 impl GroupCommit {
@@ -47,9 +72,9 @@ impl GroupCommit {
                     }
                 }
                 let (ops, replies): (Vec<BatchOp>, Vec<Reply>) = batch.into_iter().unzip();
-                let result = db.apply_batch(&ops).await.map_err(|e| e.to_string());
-                for reply in replies {
-                    let _ = reply.send(result.clone());
+                let results = db.write_batch(&ops).await;
+                for (reply, result) in replies.into_iter().zip(results) {
+                    let _ = reply.send(result);
                 }
             }
         });
@@ -57,7 +82,7 @@ impl GroupCommit {
     }
 
     /// Writes `op` together with whatever else is waiting, and returns once committed.
-    pub async fn submit(&self, op: BatchOp) -> Result<(), DbError> {
+    pub async fn submit(&self, op: BatchOp) -> Result<BatchOutcome, DbError> {
         let (reply, committed) = oneshot::channel();
         self.sender
             .send((op, reply))
@@ -68,39 +93,90 @@ impl GroupCommit {
             .map_err(|_| DbError::Batch("the group-commit task has stopped".into()))?
             .map_err(DbError::Batch)
     }
+
+    /// Records an accepted upload (see [`UploadCommit`]).
+    pub async fn commit_upload(&self, upload: UploadCommit) -> Result<CommitOutcome, DbError> {
+        match self.submit(BatchOp::Upload(Box::new(upload))).await? {
+            BatchOutcome::Upload(outcome) => Ok(outcome),
+            BatchOutcome::Done => Err(DbError::Batch("no outcome for an upload".into())),
+        }
+    }
 }
 
 impl Db {
-    /// Applies writes in one transaction: reservations first, audit events last (the audit
-    /// head's row lock is always the last lock a transaction takes).
-    pub async fn apply_batch(&self, ops: &[BatchOp]) -> Result<(), DbError> {
-        self.timed(async {
-            let mut tx = self.begin().await?;
-            let now = time::now();
-            for op in ops {
-                if let BatchOp::Reserve { key, lease_until } = op {
-                    sqlx::query(
-                        "INSERT INTO pending_delete (storage_key, reason, not_before, created_at) \
-                         VALUES ($1, $2, $3, $4)",
-                    )
-                    .bind(key)
-                    .bind(super::queries::REASON_UPLOAD)
-                    .bind(lease_until)
-                    .bind(&now)
-                    .execute(&mut *tx)
-                    .await?;
+    /// Applies `ops` in one transaction and returns each one's result. When a statement
+    /// fails, each op is retried in a transaction of its own, so one bad write fails alone.
+    pub async fn write_batch(&self, ops: &[BatchOp]) -> Vec<Result<BatchOutcome, String>> {
+        match self.apply_batch(ops).await {
+            Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+            Err(BatchFailure::Statement(_)) if ops.len() > 1 => {
+                let mut results = Vec::with_capacity(ops.len());
+                for op in ops {
+                    results.push(match self.apply_batch(std::slice::from_ref(op)).await {
+                        Ok(mut outcomes) => Ok(outcomes.remove(0)),
+                        Err(BatchFailure::Statement(e) | BatchFailure::Commit(e)) => {
+                            Err(e.to_string())
+                        }
+                    });
                 }
+                results
             }
-            let events: Vec<AuditEntry> = ops
-                .iter()
-                .filter_map(|op| match op {
-                    BatchOp::Audit(entry) => Some(entry.clone()),
-                    BatchOp::Reserve { .. } => None,
-                })
-                .collect();
-            audit::append_many(&mut tx, &events).await?;
-            tx.commit().await
-        })
-        .await
+            Err(BatchFailure::Statement(error) | BatchFailure::Commit(error)) => {
+                let error = error.to_string();
+                ops.iter().map(|_| Err(error.clone())).collect()
+            }
+        }
+    }
+
+    /// Applies writes in one transaction, in order: reservations and uploads as they come,
+    /// audit events last (the audit head's row lock is always the last lock a transaction
+    /// takes).
+    async fn apply_batch(&self, ops: &[BatchOp]) -> Result<Vec<BatchOutcome>, BatchFailure> {
+        let mut tx = self
+            .timed(self.begin())
+            .await
+            .map_err(BatchFailure::Commit)?;
+        let outcomes = self
+            .timed(async {
+                let now = time::now();
+                let mut outcomes = Vec::with_capacity(ops.len());
+                let mut events = Vec::new();
+                for op in ops {
+                    outcomes.push(match op {
+                        BatchOp::Reserve { key, lease_until } => {
+                            sqlx::query(
+                                "INSERT INTO pending_delete \
+                                 (storage_key, reason, not_before, created_at) \
+                                 VALUES ($1, $2, $3, $4)",
+                            )
+                            .bind(key)
+                            .bind(REASON_UPLOAD)
+                            .bind(lease_until)
+                            .bind(&now)
+                            .execute(&mut *tx)
+                            .await?;
+                            BatchOutcome::Done
+                        }
+                        BatchOp::Upload(upload) => BatchOutcome::Upload(
+                            commit_upload_in(&mut tx, upload, &mut events).await?,
+                        ),
+                        BatchOp::Audit(entry) => {
+                            events.push(entry.clone());
+                            BatchOutcome::Done
+                        }
+                    });
+                }
+                audit::append_many(&mut tx, &events).await?;
+                Ok(outcomes)
+            })
+            .await
+            .map_err(|error| match error {
+                DbError::Timeout => BatchFailure::Commit(error),
+                other => BatchFailure::Statement(other),
+            })?;
+        self.timed(tx.commit())
+            .await
+            .map_err(BatchFailure::Commit)?;
+        Ok(outcomes)
     }
 }

@@ -25,7 +25,7 @@ impl Db {
                 .bind(name)
                 .bind(key_hash)
                 .bind(time::now())
-                .execute(&self.pool),
+                .execute(&self.writer),
         )
         .await
         .map(drop)
@@ -54,7 +54,7 @@ impl Db {
                 sqlx::query("UPDATE api_key SET last_used_at = $2 WHERE api_key_id = $1")
                     .bind(id)
                     .bind(time::now())
-                    .execute(&self.pool),
+                    .execute(&self.writer),
             )
             .await?;
         }
@@ -94,7 +94,7 @@ impl Db {
                 )
                 .bind(name)
                 .bind(time::now())
-                .execute(&self.pool),
+                .execute(&self.writer),
             )
             .await?;
         Ok(done.rows_affected() > 0)

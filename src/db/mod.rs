@@ -7,10 +7,10 @@ mod keys;
 mod models;
 mod queries;
 
-pub use batch::{BatchOp, GroupCommit};
+pub use batch::{BatchOp, BatchOutcome, GroupCommit};
 pub use keys::ApiKeyRow;
 pub use models::{ErrorRow, NewSubmission, StudentRow, SubmissionRow, SubmissionState};
-pub use queries::{CommitOutcome, StudentWithSubmission, Totals};
+pub use queries::{CommitOutcome, StudentWithSubmission, Totals, UploadCommit};
 
 use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
@@ -91,6 +91,9 @@ pub struct DbOptions {
 #[derive(Clone)]
 pub struct Db {
     pool: AnyPool,
+    /// Where writes go: on SQLite a pool of one connection, so writers queue in order in
+    /// the process instead of polling SQLite's lock; on PostgreSQL the same pool.
+    writer: AnyPool,
     kind: DbKind,
     timeout: Duration,
     latency: Option<prometheus_client::metrics::histogram::Histogram>,
@@ -109,34 +112,18 @@ impl Db {
             _ => url.to_owned(),
         };
         let timeout = options.timeout;
-        let pool = AnyPoolOptions::new()
+        let pool = pool_options(kind, timeout)
             .max_connections(options.pool_size)
-            .min_connections(0)
-            .acquire_timeout(timeout)
-            .after_connect(move |conn, _meta| {
-                Box::pin(async move {
-                    let setup = match kind {
-                        // WAL lets readers run beside the one writer; FULL makes a commit
-                        // durable before the 201 is sent; the busy timeout queues writers.
-                        Kind::Sqlite => format!(
-                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {};",
-                            timeout.as_millis()
-                        ),
-                        Kind::Postgres => format!(
-                            "SET synchronous_commit = on; SET statement_timeout = {}; \
-                             SET lock_timeout = {};",
-                            timeout.as_millis(),
-                            timeout.as_millis()
-                        ),
-                    };
-                    conn.execute(sqlx::raw_sql(&setup)).await?;
-                    Ok(())
-                })
-            })
             .connect_lazy(&url)?;
+        let writer = match kind {
+            Kind::Sqlite => pool_options(kind, timeout)
+                .max_connections(1)
+                .connect_lazy(&url)?,
+            Kind::Postgres => pool.clone(),
+        };
         Ok(Self {
             pool,
+            writer,
             kind,
             timeout,
             latency: None,
@@ -157,7 +144,7 @@ impl Db {
             Kind::Sqlite => &SQLITE_MIGRATIONS,
             Kind::Postgres => &POSTGRES_MIGRATIONS,
         };
-        migrator.run(&self.pool).await?;
+        migrator.run(&self.writer).await?;
         Ok(())
     }
 
@@ -200,9 +187,10 @@ impl Db {
             .await
     }
 
-    /// Closes the pool.
+    /// Closes the pools.
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
 
     /// Runs one database call under the configured timeout.
@@ -222,8 +210,64 @@ impl Db {
     }
 
     async fn begin(&self) -> Result<Transaction<'static, sqlx::Any>, sqlx::Error> {
-        self.pool.begin().await
+        self.writer.begin().await
     }
 }
 
+/// `($1, $2, …), ($n+1, …), …`: placeholders for a multi-row `VALUES`.
+fn values_placeholders(rows: usize, columns: usize) -> String {
+    let mut sql = String::with_capacity(rows * columns * 5);
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 0..columns {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("${}", row * columns + column + 1));
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// Pool settings shared by the read and write pools: timeouts and per-connection setup.
+fn pool_options(kind: DbKind, timeout: Duration) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .min_connections(0)
+        .acquire_timeout(timeout)
+        .after_connect(move |conn, _meta| {
+            Box::pin(async move {
+                let setup = match kind {
+                    // WAL lets readers run beside the one writer; FULL makes a commit durable
+                    // before the 201 is sent; the busy timeout covers other processes (CLI).
+                    Kind::Sqlite => format!(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {};",
+                        timeout.as_millis()
+                    ),
+                    Kind::Postgres => format!(
+                        "SET synchronous_commit = on; SET statement_timeout = {}; \
+                         SET lock_timeout = {};",
+                        timeout.as_millis(),
+                        timeout.as_millis()
+                    ),
+                };
+                conn.execute(sqlx::raw_sql(&setup)).await?;
+                Ok(())
+            })
+        })
+}
+
 use DbKind as Kind;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn values_placeholders_number_rows_then_columns() {
+        assert_eq!(super::values_placeholders(1, 2), "($1, $2)");
+        assert_eq!(
+            super::values_placeholders(2, 3),
+            "($1, $2, $3), ($4, $5, $6)"
+        );
+    }
+}

@@ -107,6 +107,7 @@ impl Db {
         let work = async {
             let mut tx = self.begin().await?;
             let mut rows = Vec::with_capacity(students.len());
+            let mut events = Vec::with_capacity(students.len());
             let now = time::now();
             for (student, upload_code) in students {
                 let row = sqlx::query(
@@ -125,15 +126,17 @@ impl Db {
                 .fetch_one(&mut *tx)
                 .await?;
                 let student = StudentRow::from_row(&row)?;
-                let entry = AuditEntry::new(
+                events.push(AuditEntry::new(
                     actor,
                     "student.imported",
                     format!("student:{}", student.nickname),
                     serde_json::json!({"first_name": student.first_name, "last_name": student.last_name, "email": student.email}),
-                );
-                audit::append(&mut tx, &entry).await?;
+                ));
                 rows.push(student);
             }
+            // One head update for all the events: updating the head row once per student
+            // made a 5,000-row import quadratic on PostgreSQL (a long chain of row versions).
+            audit::append_many(&mut tx, &events).await?;
             tx.commit().await?;
             Ok::<_, sqlx::Error>(rows)
         };
@@ -308,124 +311,10 @@ impl Db {
             sqlx::query(sql)
                 .bind(key)
                 .bind(time::now())
-                .execute(&self.pool),
+                .execute(&self.writer),
         )
         .await
         .map(drop)
-    }
-
-    /// The upload transaction: takes one attempt with a conditional update (so the limit
-    /// holds however many uploads race), retires the previous file, records the new one and
-    /// releases the key's reservation, all or nothing.
-    pub async fn commit_upload(
-        &self,
-        student: &StudentRow,
-        limit: i64,
-        new: &NewSubmission,
-    ) -> Result<CommitOutcome, DbError> {
-        let student_id = student.id;
-        self.timed(async {
-            let mut tx = self.begin().await?;
-            // First statement is a write, so SQLite takes the write lock up front.
-            let released = sqlx::query(
-                "DELETE FROM pending_delete \
-                 WHERE storage_key = $1 AND reason = $2 AND attempts = 0",
-            )
-            .bind(&new.storage_key)
-            .bind(REASON_UPLOAD)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if released == 0 {
-                return Ok(CommitOutcome::ReservationLost);
-            }
-            let used: Option<i64> = sqlx::query_scalar(
-                "UPDATE student SET uploads_used = uploads_used + 1 \
-                 WHERE student_id = $1 AND uploads_used < $2 RETURNING uploads_used",
-            )
-            .bind(student_id)
-            .bind(limit)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some(uploads_used) = used else {
-                let exists: Option<i64> =
-                    sqlx::query_scalar("SELECT student_id FROM student WHERE student_id = $1")
-                        .bind(student_id)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                // Rolling back keeps the reservation, so the sweeper removes the object
-                // even if the caller's own cleanup fails.
-                tx.rollback().await?;
-                return Ok(if exists.is_some() {
-                    CommitOutcome::LimitReached
-                } else {
-                    CommitOutcome::StudentGone
-                });
-            };
-            let replaced: Option<(String, i64)> = sqlx::query_as(
-                "UPDATE submission SET state = 'replaced' \
-                 WHERE student_id = $1 AND state = 'current' RETURNING storage_key, submission_id",
-            )
-            .bind(student_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some((key, _)) = &replaced {
-                queue_delete(&mut tx, key, REASON_REPLACED).await?;
-            }
-            let sql = format!(
-                "INSERT INTO submission (student_id, verification_code, storage_key, \
-                 original_filename, content_type, size_bytes, md5, sha256, attempt, state, \
-                 created_at, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'current', $10, $11) \
-                 RETURNING {}",
-                SUBMISSION_COLUMNS.replace("sub.", "")
-            );
-            let row = sqlx::query(&sql)
-                .bind(student_id)
-                .bind(&new.verification_code)
-                .bind(&new.storage_key)
-                .bind(&new.original_filename)
-                .bind(&new.content_type)
-                .bind(new.size_bytes)
-                .bind(&new.md5)
-                .bind(&new.sha256)
-                .bind(uploads_used)
-                .bind(time::now())
-                .bind(&new.expires_at)
-                .fetch_one(&mut *tx)
-                .await?;
-            let submission = SubmissionRow::from_row(&row)?.ok_or(sqlx::Error::RowNotFound)?;
-            let actor = format!("student:{}", student.nickname);
-            if let Some((_, old_id)) = &replaced {
-                let entry = AuditEntry::new(
-                    &actor,
-                    "upload.replaced",
-                    format!("submission:{old_id}"),
-                    serde_json::json!({"by": submission.id}),
-                );
-                audit::append(&mut tx, &entry).await?;
-            }
-            let entry = AuditEntry::new(
-                &actor,
-                "upload.accepted",
-                format!("submission:{}", submission.id),
-                serde_json::json!({
-                    "student": student.nickname,
-                    "attempt": submission.attempt,
-                    "original_filename": submission.original_filename,
-                    "size_bytes": submission.size_bytes,
-                    "sha256": submission.sha256,
-                }),
-            );
-            audit::append(&mut tx, &entry).await?;
-            tx.commit().await?;
-            Ok(CommitOutcome::Accepted {
-                submission: Box::new(submission),
-                uploads_used,
-                replaced_key: replaced.map(|(key, _)| key),
-            })
-        })
-        .await
     }
 
     /// A submission by verification code, whatever its state.
@@ -476,15 +365,18 @@ impl Db {
             for (key, _) in &expired {
                 queue_delete(&mut tx, key, REASON_EXPIRED).await?;
             }
-            for (_, id) in &expired {
-                let entry = AuditEntry::new(
-                    "system",
-                    "submission.expired",
-                    format!("submission:{id}"),
-                    serde_json::json!({}),
-                );
-                audit::append(&mut tx, &entry).await?;
-            }
+            let events: Vec<AuditEntry> = expired
+                .iter()
+                .map(|(_, id)| {
+                    AuditEntry::new(
+                        "system",
+                        "submission.expired",
+                        format!("submission:{id}"),
+                        serde_json::json!({}),
+                    )
+                })
+                .collect();
+            audit::append_many(&mut tx, &events).await?;
             tx.commit().await?;
             Ok(expired.into_iter().map(|(key, _)| key).collect())
         })
@@ -513,7 +405,7 @@ impl Db {
                     .bind(now)
                     .bind(lease_until)
                     .bind(limit)
-                    .fetch_all(&self.pool),
+                    .fetch_all(&self.writer),
             )
             .await?;
         rows.iter()
@@ -527,7 +419,7 @@ impl Db {
         self.timed(
             sqlx::query("DELETE FROM pending_delete WHERE storage_key = $1")
                 .bind(key)
-                .execute(&self.pool),
+                .execute(&self.writer),
         )
         .await
         .map(drop)
@@ -547,7 +439,7 @@ impl Db {
             .bind(key)
             .bind(error)
             .bind(retry_at)
-            .execute(&self.pool),
+            .execute(&self.writer),
         )
         .await
         .map(drop)
@@ -615,7 +507,7 @@ impl Db {
             .bind(route)
             .bind(request_id)
             .bind(time::now())
-            .execute(&self.pool),
+            .execute(&self.writer),
         )
         .await
         .map(drop)
@@ -647,6 +539,137 @@ impl Db {
             .collect::<sqlx::Result<_>>()
             .map_err(DbError::from)
     }
+}
+
+/// An upload to record: the student, their limit and the stored object.
+#[derive(Debug, Clone)]
+pub struct UploadCommit {
+    /// The student's id.
+    pub student_id: i64,
+    /// The student's nickname (the audit log's actor).
+    pub nickname: String,
+    /// Accepted uploads allowed per student.
+    pub limit: i64,
+    /// The new submission; its verification code is redrawn if it is taken.
+    pub new: NewSubmission,
+}
+
+/// Records an upload inside `tx`: takes one attempt with a conditional update (so the limit
+/// holds however many uploads race), retires the previous file, inserts the new one and
+/// releases the key's reservation. The outcomes other than `Accepted` leave the database as
+/// they found it (and the reservation in place, so the sweeper removes the object even if
+/// the caller's own cleanup fails). Audit events go to `events`, for the caller to append
+/// last.
+pub(super) async fn commit_upload_in(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    upload: &UploadCommit,
+    events: &mut Vec<AuditEntry>,
+) -> sqlx::Result<CommitOutcome> {
+    let student_id = upload.student_id;
+    let used: Option<i64> = sqlx::query_scalar(
+        "UPDATE student SET uploads_used = uploads_used + 1 \
+         WHERE student_id = $1 AND uploads_used < $2 RETURNING uploads_used",
+    )
+    .bind(student_id)
+    .bind(upload.limit)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(uploads_used) = used else {
+        let exists: Option<i64> =
+            sqlx::query_scalar("SELECT student_id FROM student WHERE student_id = $1")
+                .bind(student_id)
+                .fetch_optional(&mut **tx)
+                .await?;
+        return Ok(if exists.is_some() {
+            CommitOutcome::LimitReached
+        } else {
+            CommitOutcome::StudentGone
+        });
+    };
+    let new = &upload.new;
+    let released = sqlx::query(
+        "DELETE FROM pending_delete WHERE storage_key = $1 AND reason = $2 AND attempts = 0",
+    )
+    .bind(&new.storage_key)
+    .bind(REASON_UPLOAD)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if released == 0 {
+        // The sweeper has claimed the object: give the attempt back.
+        sqlx::query("UPDATE student SET uploads_used = uploads_used - 1 WHERE student_id = $1")
+            .bind(student_id)
+            .execute(&mut **tx)
+            .await?;
+        return Ok(CommitOutcome::ReservationLost);
+    }
+    let replaced: Option<(String, i64)> = sqlx::query_as(
+        "UPDATE submission SET state = 'replaced' \
+         WHERE student_id = $1 AND state = 'current' RETURNING storage_key, submission_id",
+    )
+    .bind(student_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if let Some((key, _)) = &replaced {
+        queue_delete(tx, key, REASON_REPLACED).await?;
+    }
+    let sql = format!(
+        "INSERT INTO submission (student_id, verification_code, storage_key, \
+         original_filename, content_type, size_bytes, md5, sha256, attempt, state, \
+         created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'current', $10, $11) \
+         ON CONFLICT (verification_code) DO NOTHING RETURNING {}",
+        SUBMISSION_COLUMNS.replace("sub.", "")
+    );
+    let mut code = new.verification_code.clone();
+    let row = loop {
+        let row = sqlx::query(&sql)
+            .bind(student_id)
+            .bind(&code)
+            .bind(&new.storage_key)
+            .bind(&new.original_filename)
+            .bind(&new.content_type)
+            .bind(new.size_bytes)
+            .bind(&new.md5)
+            .bind(&new.sha256)
+            .bind(uploads_used)
+            .bind(time::now())
+            .bind(&new.expires_at)
+            .fetch_optional(&mut **tx)
+            .await?;
+        match row {
+            Some(row) => break row,
+            // Only the verification code can be taken: draw another.
+            None => code = crate::domain::codes::new_verification_code(),
+        }
+    };
+    let submission = SubmissionRow::from_row(&row)?.ok_or(sqlx::Error::RowNotFound)?;
+    let actor = format!("student:{}", upload.nickname);
+    if let Some((_, old_id)) = &replaced {
+        events.push(AuditEntry::new(
+            &actor,
+            "upload.replaced",
+            format!("submission:{old_id}"),
+            serde_json::json!({"by": submission.id}),
+        ));
+    }
+    events.push(AuditEntry::new(
+        &actor,
+        "upload.accepted",
+        format!("submission:{}", submission.id),
+        serde_json::json!({
+            "student": upload.nickname,
+            "attempt": submission.attempt,
+            "original_filename": submission.original_filename,
+            "size_bytes": submission.size_bytes,
+            "sha256": submission.sha256,
+        }),
+    ));
+    Ok(CommitOutcome::Accepted {
+        submission: Box::new(submission),
+        uploads_used,
+        replaced_key: replaced.map(|(key, _)| key),
+    })
 }
 
 async fn queue_delete(

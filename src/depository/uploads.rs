@@ -12,7 +12,7 @@
 
 use super::{Depository, DepositoryError, SpooledFile};
 use crate::db::{
-    BatchOp, CommitOutcome, NewSubmission, StudentRow, SubmissionRow, SubmissionState,
+    BatchOp, CommitOutcome, NewSubmission, StudentRow, SubmissionRow, SubmissionState, UploadCommit,
 };
 use crate::domain::audit::AuditEntry;
 use crate::domain::window::OutsideWindow;
@@ -187,28 +187,24 @@ impl Depository {
             }
             return Err(error.into());
         }
-        let mut new = NewSubmission {
-            verification_code: String::new(),
-            storage_key: key.clone(),
-            original_filename,
-            content_type: headers.content_type,
-            size_bytes: i64::try_from(file.size).unwrap_or(i64::MAX),
-            md5: file.md5.clone(),
-            sha256: file.sha256.clone(),
-            expires_at: time::from_now(self.rules.retention),
+        let upload = UploadCommit {
+            student_id: slot.student.id,
+            nickname: slot.student.nickname.clone(),
+            limit: self.rules.submissions_per_student,
+            new: NewSubmission {
+                verification_code: codes::new_verification_code(),
+                storage_key: key.clone(),
+                original_filename,
+                content_type: headers.content_type,
+                size_bytes: i64::try_from(file.size).unwrap_or(i64::MAX),
+                md5: file.md5.clone(),
+                sha256: file.sha256.clone(),
+                expires_at: time::from_now(self.rules.retention),
+            },
         };
-        let outcome = loop {
-            new.verification_code = codes::new_verification_code();
-            let limit = self.rules.submissions_per_student;
-            match self.db.commit_upload(&slot.student, limit, &new).await {
-                // Only the verification code can collide here: draw another.
-                Err(crate::db::DbError::Conflict) => continue,
-                // An unknown outcome (the commit may have landed): keep the reservation, so
-                // the object survives if it did and the sweeper removes it if it did not.
-                Err(other) => return Err(other.into()),
-                Ok(outcome) => break outcome,
-            }
-        };
+        // On an error the outcome is unknown (the commit may have landed): the reservation
+        // stays, so the object survives if it did and the sweeper removes it if it did not.
+        let outcome = self.group.commit_upload(upload).await?;
         match outcome {
             CommitOutcome::Accepted {
                 submission,

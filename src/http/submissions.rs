@@ -214,7 +214,7 @@ async fn receive_file(state: &AppState, request: Request) -> Result<Received, De
         .await
         .map_err(spool_error)?;
         while let Some(chunk) = field.chunk().await.map_err(body_error)? {
-            spool.write(&chunk).await.map_err(spool_error)?;
+            spool.write(chunk).await.map_err(spool_error)?;
         }
         if spool.size() == 0 {
             return Err(DepositoryError::Unprocessable(EMPTY_FILE.into()));

@@ -67,11 +67,15 @@ impl BlobStore for LocalStore {
         _headers: &ObjectHeaders,
     ) -> Result<(), StorageError> {
         let target = self.path_of(key)?;
-        tokio::fs::rename(file, &target).await?;
-        let root = self.root.clone();
-        tokio::task::spawn_blocking(move || std::fs::File::open(root)?.sync_all())
-            .await
-            .map_err(|e| StorageError::Other(e.to_string()))??;
+        let (file, root) = (file.to_owned(), self.root.clone());
+        // Sync the bytes, move them into place, sync the directory entry: one blocking task.
+        tokio::task::spawn_blocking(move || {
+            std::fs::File::open(&file)?.sync_all()?;
+            std::fs::rename(&file, &target)?;
+            std::fs::File::open(root)?.sync_all()
+        })
+        .await
+        .map_err(|e| StorageError::Other(e.to_string()))??;
         Ok(())
     }
 

@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod batching;
 mod browser;
 mod cli;
 mod deployment;

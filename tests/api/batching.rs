@@ -1,0 +1,151 @@
+//! Group commit: writes of concurrent requests share a transaction, yet each one succeeds or
+//! fails on its own, and an upload's record keeps its guarantees inside a shared batch.
+
+use crate::backend_tests;
+use crate::helpers::{Backend, Fixture, after_leases, audit, bytes, sha256_hex};
+use exam_depository::db::{BatchOp, BatchOutcome, CommitOutcome, NewSubmission, UploadCommit};
+use exam_depository::domain::audit::AuditEntry;
+use exam_depository::domain::{codes, time};
+use exam_depository::storage::ObjectHeaders;
+
+backend_tests!(
+    one_failing_write_in_a_batch_fails_alone,
+    an_upload_record_redraws_a_taken_code_and_gives_back_a_lost_reservation,
+);
+
+fn event(n: u32) -> AuditEntry {
+    AuditEntry::new(
+        "test",
+        "test.event",
+        format!("event:{n}"),
+        serde_json::json!({}),
+    )
+}
+
+fn reserve(key: &str) -> BatchOp {
+    BatchOp::Reserve {
+        key: key.to_owned(),
+        lease_until: time::now(),
+    }
+}
+
+async fn one_failing_write_in_a_batch_fails_alone(backend: Backend) {
+    let fixture = Fixture::new(&backend).await;
+    let app = fixture.spawn(|_| {}).await;
+    let db = &app.state.depository.db;
+    let key = codes::new_storage_key();
+    let results = db
+        .write_batch(&[
+            reserve(&key),
+            BatchOp::Audit(event(1)),
+            reserve(&key), // the same key again: a primary-key violation
+            BatchOp::Audit(event(2)),
+        ])
+        .await;
+    let failed: Vec<bool> = results.iter().map(Result::is_err).collect();
+    assert_eq!(failed, [false, false, true, false], "{results:?}");
+    let subjects: Vec<String> = db
+        .audit_events(0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.subject)
+        .collect();
+    assert!(subjects.ends_with(&["event:1".to_owned(), "event:2".to_owned()]));
+    let verify = fixture.cli(&["audit", "verify"]);
+    assert!(verify.status.success(), "{verify:?}");
+    // The reservation without an object is swept like any abandoned upload.
+    audit(&app.state.depository, after_leases(&app.state.depository)).await;
+}
+
+async fn an_upload_record_redraws_a_taken_code_and_gives_back_a_lost_reservation(backend: Backend) {
+    let fixture = Fixture::new(&backend).await;
+    let app = fixture.spawn(|_| {}).await;
+    let depository = &app.state.depository;
+    let code = app.upload_code("ada").await;
+    let taken = app.upload_ok(&code, bytes(1000, 1)).await;
+    let (student, _) = depository
+        .db
+        .student_by_upload_code(&code)
+        .await
+        .unwrap()
+        .unwrap();
+
+    // A stored object whose record is given the verification code of the first upload.
+    let key = codes::new_storage_key();
+    let spooled = depository.store.spool_dir().join("object");
+    tokio::fs::write(&spooled, bytes(500, 2)).await.unwrap();
+    let headers = ObjectHeaders {
+        content_type: "application/pdf".into(),
+        content_disposition: "attachment".into(),
+    };
+    let upload = |key: &str, verification_code: &str| UploadCommit {
+        student_id: student.id,
+        nickname: student.nickname.clone(),
+        limit: 5,
+        new: NewSubmission {
+            verification_code: verification_code.to_owned(),
+            storage_key: key.to_owned(),
+            original_filename: "b.pdf".into(),
+            content_type: "application/pdf".into(),
+            size_bytes: 500,
+            md5: "0".repeat(32),
+            sha256: sha256_hex(&bytes(500, 2)),
+            expires_at: time::from_now(std::time::Duration::from_secs(3600)),
+        },
+    };
+    let results = depository
+        .db
+        .write_batch(&[
+            reserve(&key),
+            // Not reserved (as if the sweeper had claimed it): the attempt is given back.
+            BatchOp::Upload(Box::new(upload(&codes::new_storage_key(), "zzzzzzzzz"))),
+        ])
+        .await;
+    assert!(
+        matches!(
+            results[1],
+            Ok(BatchOutcome::Upload(CommitOutcome::ReservationLost))
+        ),
+        "{results:?}"
+    );
+    depository
+        .store
+        .put_file(&key, &spooled, 500, &headers)
+        .await
+        .unwrap();
+    let outcome = depository
+        .group
+        .commit_upload(upload(&key, &taken))
+        .await
+        .unwrap();
+    let CommitOutcome::Accepted {
+        submission,
+        uploads_used,
+        replaced_key,
+    } = outcome
+    else {
+        panic!("not accepted: {outcome:?}");
+    };
+    assert_ne!(
+        submission.verification_code, taken,
+        "a fresh code was drawn"
+    );
+    assert!(codes::looks_like_verification_code(
+        &submission.verification_code
+    ));
+    assert_eq!(uploads_used, 2, "the lost reservation used no attempt");
+    assert!(replaced_key.is_some());
+    let status: serde_json::Value = app
+        .get(&format!("/submissions/{code}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["uploads_available"], 3);
+    if let Some(old) = replaced_key {
+        depository.store.delete(&old).await.unwrap();
+        depository.db.deletion_done(&old).await.unwrap();
+    }
+    audit(depository, after_leases(depository)).await;
+}
