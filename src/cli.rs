@@ -146,7 +146,7 @@ impl Cli {
                 let mut offset = 0;
                 loop {
                     let page = db.list_students(1000, offset).await?;
-                    for (s, last) in &page {
+                    for s in &page {
                         println!(
                             "{},{},{},{},{},{},{}",
                             s.nickname,
@@ -155,7 +155,9 @@ impl Cli {
                             s.email,
                             s.upload_code,
                             s.uploads_used,
-                            last.as_ref().map_or("", |l| l.verification_code.as_str())
+                            s.latest
+                                .as_ref()
+                                .map_or("", |l| l.verification_code.as_str())
                         );
                     }
                     if page.len() < 1000 {

@@ -475,20 +475,96 @@ async fn import(
     Ok(codes)
 }
 
-async fn upload(client: &reqwest::Client, base: &str, code: &str, data: &bytes::Bytes) -> u16 {
-    let part = reqwest::multipart::Part::stream_with_length(
-        reqwest::Body::from(data.clone()),
-        data.len() as u64,
-    )
-    .file_name("answer.pdf");
-    match client
-        .post(format!("{base}/submissions/{code}"))
-        .multipart(reqwest::multipart::Form::new().part("file", part))
-        .send()
-        .await
-    {
-        Ok(r) => r.status().as_u16(),
-        Err(_) => 0,
+/// The load generator's HTTP client: HTTP/1.1 keep-alive connections from a pool, over
+/// hyper directly. It shares the two cores with the server, so it should cost as little as
+/// possible (reqwest took about a sixth of the machine during the lookup phase).
+struct LoadClient {
+    addr: std::net::SocketAddr,
+    idle: std::sync::Mutex<Vec<hyper::client::conn::http1::SendRequest<axum::body::Body>>>,
+}
+
+const BOUNDARY: &str = "bench-boundary-7d1f3a";
+
+impl LoadClient {
+    fn new(base: &str) -> anyhow::Result<Self> {
+        let addr = base.trim_start_matches("http://").parse()?;
+        Ok(Self {
+            addr,
+            idle: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Sends a request on an idle connection (or a new one); `None` on a transport error.
+    async fn send(
+        &self,
+        request: axum::http::Request<axum::body::Body>,
+    ) -> Option<(u16, bytes::Bytes)> {
+        // An idle connection the server has closed meanwhile is dropped, not counted.
+        let mut sender = loop {
+            let idle = self.idle.lock().unwrap().pop();
+            match idle {
+                Some(mut sender) => {
+                    if sender.ready().await.is_ok() {
+                        break sender;
+                    }
+                }
+                None => {
+                    let stream = tokio::net::TcpStream::connect(self.addr).await.ok()?;
+                    stream.set_nodelay(true).ok()?;
+                    let (mut sender, connection) =
+                        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                            .await
+                            .ok()?;
+                    tokio::spawn(connection);
+                    sender.ready().await.ok()?;
+                    break sender;
+                }
+            }
+        };
+        let response = sender.send_request(request).await.ok()?;
+        let status = response.status().as_u16();
+        let keep = response
+            .headers()
+            .get(axum::http::header::CONNECTION)
+            .is_none_or(|v| v != "close");
+        let body = axum::body::to_bytes(axum::body::Body::new(response.into_body()), usize::MAX)
+            .await
+            .ok()?;
+        if keep {
+            self.idle.lock().unwrap().push(sender);
+        }
+        Some((status, body))
+    }
+
+    async fn get(&self, path: &str) -> Option<(u16, bytes::Bytes)> {
+        let request = axum::http::Request::get(path)
+            .header(axum::http::header::HOST, self.addr.to_string())
+            .body(axum::body::Body::empty())
+            .ok()?;
+        self.send(request).await
+    }
+
+    /// A multipart upload of `data` as `answer.pdf`, with an exact Content-Length.
+    async fn upload(&self, code: &str, data: &bytes::Bytes) -> Option<(u16, bytes::Bytes)> {
+        let head = bytes::Bytes::from(format!(
+            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; \
+             filename=\"answer.pdf\"\r\nContent-Type: application/pdf\r\n\r\n"
+        ));
+        let tail = bytes::Bytes::from(format!("\r\n--{BOUNDARY}--\r\n"));
+        let length = head.len() + data.len() + tail.len();
+        let parts = [head, data.clone(), tail].map(Ok::<_, std::io::Error>);
+        let request = axum::http::Request::post(format!("/submissions/{code}"))
+            .header(axum::http::header::HOST, self.addr.to_string())
+            .header(
+                axum::http::header::CONTENT_TYPE,
+                format!("multipart/form-data; boundary={BOUNDARY}"),
+            )
+            .header(axum::http::header::CONTENT_LENGTH, length)
+            .body(axum::body::Body::from_stream(futures_util::stream::iter(
+                parts,
+            )))
+            .ok()?;
+        self.send(request).await
     }
 }
 
@@ -536,32 +612,19 @@ async fn bench(
     let import_seconds = import_started.elapsed().as_secs_f64();
     rss.take();
     let verification = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let load = Arc::new(LoadClient::new(&base)?);
     let uploads = run_until("upload", max_uploads, deadline, args.concurrency, |i| {
-        let (client, base, code, data, verification) = (
-            client.clone(),
-            base.clone(),
+        let (load, code, data, verification) = (
+            load.clone(),
             codes[i].clone(),
             data.clone(),
             verification.clone(),
         );
         async move {
-            let part = reqwest::multipart::Part::stream_with_length(
-                reqwest::Body::from(data.clone()),
-                data.len() as u64,
-            )
-            .file_name("answer.pdf");
-            let Ok(response) = client
-                .post(format!("{base}/submissions/{code}"))
-                .multipart(reqwest::multipart::Form::new().part("file", part))
-                .send()
-                .await
-            else {
+            let Some((201, body)) = load.upload(&code, &data).await else {
                 return (false, 0);
             };
-            if response.status() != 201 {
-                return (false, 0);
-            }
-            let body: Value = response.json().await.unwrap_or_default();
+            let body: Value = serde_json::from_slice(&body).unwrap_or_default();
             if let Some(v) = body["last_submission"]["verification_code"].as_str() {
                 verification.lock().unwrap().push(v.to_owned());
             }
@@ -583,24 +646,6 @@ async fn bench(
     let verification = Arc::new(verification.lock().unwrap().clone());
     anyhow::ensure!(!verification.is_empty(), "no upload succeeded");
     let lookup_count = args.lookups.unwrap_or(uploads.count);
-    let lookups = run("download_url", lookup_count, args.concurrency, |i| {
-        let (client, base, code) = (
-            client.clone(),
-            base.clone(),
-            verification[i % verification.len()].clone(),
-        );
-        async move {
-            match client
-                .get(format!("{base}/verifications/{code}/download_url"))
-                .send()
-                .await
-            {
-                Ok(r) if r.status() == 200 => (true, 0),
-                _ => (false, 0),
-            }
-        }
-    })
-    .await;
     let db = Db::connect(
         database_url,
         &DbOptions {
@@ -609,32 +654,47 @@ async fn bench(
         },
     )
     .await?;
-    let raw_lookup = run("raw database lookup", lookup_count, args.concurrency, |i| {
-        let (db, code) = (db.clone(), verification[i % verification.len()].clone());
+    let raw_lookups = || {
+        run("raw database lookup", lookup_count, args.concurrency, |i| {
+            let (db, code) = (db.clone(), verification[i % verification.len()].clone());
+            async move {
+                (
+                    db.submission_by_verification_code(&code)
+                        .await
+                        .is_ok_and(|s| s.is_some()),
+                    0,
+                )
+            }
+        })
+    };
+    // The baseline before and after the service's lookups, averaged (as for the store).
+    let raw_lookup_before = raw_lookups().await;
+    let lookups = run("download_url", lookup_count, args.concurrency, |i| {
+        let (load, code) = (load.clone(), verification[i % verification.len()].clone());
         async move {
-            (
-                db.submission_by_verification_code(&code)
-                    .await
-                    .is_ok_and(|s| s.is_some()),
-                0,
-            )
+            let path = format!("/verifications/{code}/download_url");
+            (matches!(load.get(&path).await, Some((200, _))), 0)
         }
     })
     .await;
+    let raw_lookup_after = raw_lookups().await;
+    let raw_lookup = Phase::mean("raw database lookup", &raw_lookup_before, &raw_lookup_after);
 
     // Overload: many more clients than upload slots; 503 with Retry-After is fine, 500 is not.
     let overload_codes = import(&client, &base, "o", args.overload * 2).await?;
     let statuses = Arc::new(std::sync::Mutex::new(Vec::new()));
     let overload = run("overload upload", args.overload * 2, args.overload, |i| {
-        let (client, base, code, data, statuses) = (
-            client.clone(),
-            base.clone(),
+        let (load, code, data, statuses) = (
+            load.clone(),
             overload_codes[i].clone(),
             data.clone(),
             statuses.clone(),
         );
         async move {
-            let status = upload(&client, &base, &code, &data).await;
+            let status = load
+                .upload(&code, &data)
+                .await
+                .map_or(0, |(status, _)| status);
             statuses.lock().unwrap().push(status);
             (
                 matches!(status, 201 | 503),
@@ -651,15 +711,10 @@ async fn bench(
     let big_codes = import(&client, &base, "m", 64).await?;
     rss.take();
     let big_phase = run("64 x 3 MiB upload", 64, 64, |i| {
-        let (client, base, code, big) = (
-            client.clone(),
-            base.clone(),
-            big_codes[i].clone(),
-            big.clone(),
-        );
+        let (load, code, big) = (load.clone(), big_codes[i].clone(), big.clone());
         async move {
             (
-                upload(&client, &base, &code, &big).await == 201,
+                matches!(load.upload(&code, &big).await, Some((201, _))),
                 big.len() as u64,
             )
         }
@@ -741,7 +796,7 @@ async fn bench(
         "storage_work": {"per_s": storage_work.rate(), "errors": storage_work.errors, "before_per_s": storage_work_before.rate(), "after_per_s": storage_work_after.rate()},
         "upload_vs_storage_work": uploads.rate() / storage_work.rate(),
         "download_url": {"per_s": lookups.rate(), "p50_ms": lookups.percentile(0.5), "p99_ms": lookups.percentile(0.99), "errors": lookups.errors},
-        "raw_db_lookup": {"per_s": raw_lookup.rate(), "errors": raw_lookup.errors},
+        "raw_db_lookup": {"per_s": raw_lookup.rate(), "errors": raw_lookup.errors, "before_per_s": raw_lookup_before.rate(), "after_per_s": raw_lookup_after.rate()},
         "lookup_vs_raw_db": lookups.rate() / raw_lookup.rate(),
         "overload": {"concurrency": args.overload, "requests": statuses.len(), "accepted": statuses.iter().filter(|s| **s == 201).count(), "503": overload_503, "other_errors": overload.errors, "other_statuses": statuses.iter().filter(|s| !matches!(s, 201 | 503)).collect::<Vec<_>>(), "p99_ms": overload.percentile(0.99)},
         "big_uploads_64x3mib": {"errors": big_phase.errors, "peak_rss_mib": big_rss, "seconds": big_phase.seconds},

@@ -9,7 +9,10 @@ mod queries;
 
 pub use batch::{BatchOp, BatchOutcome, GroupCommit};
 pub use keys::ApiKeyRow;
-pub use models::{ErrorRow, NewSubmission, StudentRow, SubmissionRow, SubmissionState};
+pub use models::{
+    ErrorRow, LatestSubmission, NewSubmission, RosterLine, StudentRow, SubmissionRow,
+    SubmissionState,
+};
 pub use queries::{CommitOutcome, StudentWithSubmission, Totals, UploadCommit};
 
 use sqlx::AnyPool;

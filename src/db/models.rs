@@ -78,6 +78,60 @@ impl SubmissionState {
     }
 }
 
+/// A line of the roster: what `GET /students` and `students list` show of a student.
+#[derive(Debug, Clone)]
+pub struct RosterLine {
+    /// Nickname.
+    pub nickname: String,
+    /// First name.
+    pub first_name: String,
+    /// Last name.
+    pub last_name: String,
+    /// E-mail address.
+    pub email: String,
+    /// The student's upload code.
+    pub upload_code: String,
+    /// Accepted uploads so far.
+    pub uploads_used: i64,
+    /// The latest accepted submission, if any.
+    pub latest: Option<LatestSubmission>,
+}
+
+/// The latest submission as the roster shows it.
+#[derive(Debug, Clone)]
+pub struct LatestSubmission {
+    /// Its verification code.
+    pub verification_code: String,
+    /// When it was accepted.
+    pub created_at: String,
+}
+
+/// Columns of a roster line, in the order [`RosterLine::from_row`] reads them.
+pub(crate) const ROSTER_COLUMNS: &str = "s.nickname, s.first_name, s.last_name, s.email, \
+     s.upload_code, s.uploads_used, sub.verification_code, sub.created_at AS sub_created_at";
+
+impl RosterLine {
+    /// Decodes [`ROSTER_COLUMNS`] by position (the roster is the one large result set).
+    pub(crate) fn from_row(row: &AnyRow) -> sqlx::Result<Self> {
+        let verification_code: Option<String> = row.try_get(6)?;
+        let created_at: Option<String> = row.try_get(7)?;
+        Ok(Self {
+            nickname: row.try_get(0)?,
+            first_name: row.try_get(1)?,
+            last_name: row.try_get(2)?,
+            email: row.try_get(3)?,
+            upload_code: row.try_get(4)?,
+            uploads_used: row.try_get(5)?,
+            latest: verification_code
+                .zip(created_at)
+                .map(|(verification_code, created_at)| LatestSubmission {
+                    verification_code,
+                    created_at,
+                }),
+        })
+    }
+}
+
 /// An accepted upload about to be recorded.
 #[derive(Debug, Clone)]
 pub struct NewSubmission {

@@ -2,8 +2,8 @@
 //! `$N` placeholders, `RETURNING`, `ON CONFLICT DO NOTHING` and partial indexes.
 
 use super::audit;
-use super::models::{STUDENT_COLUMNS, SUBMISSION_COLUMNS};
-use super::{Db, DbError, ErrorRow, NewSubmission, StudentRow, SubmissionRow};
+use super::models::{ROSTER_COLUMNS, STUDENT_COLUMNS, SUBMISSION_COLUMNS};
+use super::{Db, DbError, ErrorRow, NewSubmission, RosterLine, StudentRow, SubmissionRow};
 use crate::domain::audit::AuditEntry;
 use crate::domain::student::NewStudent;
 use crate::domain::time;
@@ -50,9 +50,13 @@ const REASON_EXPIRED: &str = "expired";
 const REASON_STUDENT_DELETED: &str = "student-deleted";
 
 fn with_latest_submission(filter: &str) -> String {
+    with_latest(&format!("{STUDENT_COLUMNS}, {SUBMISSION_COLUMNS}"), filter)
+}
+
+fn with_latest(columns: &str, filter: &str) -> String {
     // The latest submission per student, found through the (student_id, submission_id) index.
     format!(
-        "SELECT {STUDENT_COLUMNS}, {SUBMISSION_COLUMNS} FROM student s \
+        "SELECT {columns} FROM student s \
          LEFT JOIN submission sub ON sub.submission_id = \
            (SELECT MAX(submission_id) FROM submission WHERE student_id = s.student_id) \
          {filter}"
@@ -173,13 +177,9 @@ impl Db {
         Ok((nick > 0, email > 0))
     }
 
-    /// Students in registration order, each with their latest submission: one query.
-    pub async fn list_students(
-        &self,
-        limit: i64,
-        offset: i64,
-    ) -> Result<Vec<StudentWithSubmission>, DbError> {
-        let sql = with_latest_submission("ORDER BY s.student_id LIMIT $1 OFFSET $2");
+    /// Roster lines in registration order, each with the latest submission: one query.
+    pub async fn list_students(&self, limit: i64, offset: i64) -> Result<Vec<RosterLine>, DbError> {
+        let sql = with_latest(ROSTER_COLUMNS, "ORDER BY s.student_id LIMIT $1 OFFSET $2");
         let rows = self
             .timed(
                 sqlx::query(&sql)
@@ -188,7 +188,10 @@ impl Db {
                     .fetch_all(&self.pool),
             )
             .await?;
-        Ok(rows.iter().map(decode_pair).collect::<sqlx::Result<_>>()?)
+        Ok(rows
+            .iter()
+            .map(RosterLine::from_row)
+            .collect::<sqlx::Result<_>>()?)
     }
 
     /// Registered students and students with at least one submission.

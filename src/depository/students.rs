@@ -1,7 +1,7 @@
 //! Registering and looking up students.
 
 use super::{Depository, DepositoryError};
-use crate::db::{DbError, StudentWithSubmission, Totals};
+use crate::db::{DbError, RosterLine, StudentWithSubmission, Totals};
 use crate::domain::audit::AuditEntry;
 use crate::domain::codes;
 use crate::domain::roster::{LineError, parse_roster};
@@ -15,7 +15,7 @@ pub struct StudentPage {
     /// Totals over the whole roster.
     pub totals: Totals,
     /// Students on this page, in registration order.
-    pub students: Vec<StudentWithSubmission>,
+    pub students: Vec<RosterLine>,
 }
 
 const STUDENT_NOT_FOUND: &str = "Student not found";

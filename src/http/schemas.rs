@@ -1,6 +1,6 @@
 //! Response bodies: the original API's shapes, plus additive fields.
 
-use crate::db::{StudentRow, SubmissionRow};
+use crate::db::{RosterLine, StudentRow, SubmissionRow};
 use crate::depository::{DownloadLink, UploadCompletion};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -285,19 +285,19 @@ impl Student {
 }
 
 impl StudentSummary {
-    /// A roster line.
-    pub fn new(student: &StudentRow, last: Option<&SubmissionRow>) -> Self {
+    /// A roster line, with the upload code if asked for.
+    pub fn new(line: RosterLine, with_code: bool) -> Self {
         Self {
-            nickname: student.nickname.clone(),
-            first_name: student.first_name.clone(),
-            last_name: student.last_name.clone(),
-            has_submission: last.is_some(),
-            last_submission: last.map(|s| SubmissionRef {
-                created_at: s.created_at.clone(),
-                verification_code: s.verification_code.clone(),
+            nickname: line.nickname,
+            first_name: line.first_name,
+            last_name: line.last_name,
+            has_submission: line.latest.is_some(),
+            last_submission: line.latest.map(|s| SubmissionRef {
+                created_at: s.created_at,
+                verification_code: s.verification_code,
             }),
-            uploads_used: student.uploads_used,
-            upload_code: None,
+            uploads_used: line.uploads_used,
+            upload_code: with_code.then_some(line.upload_code),
         }
     }
 }

@@ -55,14 +55,8 @@ pub async fn list_students(
         },
         students: page
             .students
-            .iter()
-            .map(|(student, last)| {
-                let mut summary = StudentSummary::new(student, last.as_ref());
-                if paging.with_codes == Some(true) {
-                    summary.upload_code = Some(student.upload_code.clone());
-                }
-                summary
-            })
+            .into_iter()
+            .map(|line| StudentSummary::new(line, paging.with_codes == Some(true)))
             .collect(),
     }))
 }
