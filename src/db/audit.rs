@@ -11,7 +11,7 @@ use sqlx::Row;
 const INSERT_ROWS: usize = 500;
 
 pub(crate) async fn append(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     entry: &AuditEntry,
 ) -> sqlx::Result<()> {
     append_many(tx, std::slice::from_ref(entry)).await
@@ -20,7 +20,7 @@ pub(crate) async fn append(
 /// Appends events in order: one head update to take their ids, multi-row inserts, one head
 /// update to record the last hash.
 pub(crate) async fn append_many(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     entries: &[AuditEntry],
 ) -> sqlx::Result<()> {
     if entries.is_empty() {

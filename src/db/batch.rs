@@ -12,6 +12,7 @@ use super::queries::{CommitOutcome, REASON_UPLOAD, UploadCommit, commit_upload_i
 use super::{Db, DbError, audit};
 use crate::domain::audit::AuditEntry;
 use crate::domain::time;
+use sqlx::pool::PoolConnection;
 use tokio::sync::{mpsc, oneshot};
 
 /// One write.
@@ -63,6 +64,7 @@ impl GroupCommit {
     pub fn start(db: Db) -> Self {
         let (sender, mut receiver) = mpsc::channel::<(BatchOp, Reply)>(1024);
         tokio::spawn(async move {
+            let mut held = HeldWriter::default();
             while let Some(first) = receiver.recv().await {
                 let mut batch = vec![first];
                 while batch.len() < MAX_BATCH {
@@ -72,7 +74,22 @@ impl GroupCommit {
                     }
                 }
                 let (ops, replies): (Vec<BatchOp>, Vec<Reply>) = batch.into_iter().unzip();
-                let results = db.write_batch(&ops).await;
+                let mut conn = match held.take() {
+                    Some(conn) => conn,
+                    None => match db.acquire_writer().await {
+                        Ok(conn) => conn,
+                        Err(error) => {
+                            let error = error.to_string();
+                            for reply in replies {
+                                let _ = reply.send(Err(error.clone()));
+                            }
+                            continue;
+                        }
+                    },
+                };
+                let results = db.write_batch_on(&mut conn, &ops).await;
+                let healthy = results.iter().all(Result::is_ok);
+                held.keep_if(conn, healthy && !receiver.is_empty());
                 for (reply, result) in replies.into_iter().zip(results) {
                     let _ = reply.send(result);
                 }
@@ -103,21 +120,68 @@ impl GroupCommit {
     }
 }
 
+/// The writer connection, held by the group-commit task across back-to-back batches: taking
+/// a connection from the pool and giving it back cost sqlx a round trip each (it pings a
+/// connection on release), which on SQLite's one writer connection is a gap between batches.
+/// It goes back to the pool as soon as no batch is waiting, or after
+/// [`MAX_HELD_BATCHES`], so other writers wait at most that long.
+#[derive(Default)]
+struct HeldWriter {
+    conn: Option<PoolConnection<sqlx::Any>>,
+    batches: usize,
+}
+
+/// Most batches in a row on one held writer connection.
+const MAX_HELD_BATCHES: usize = 16;
+
+impl HeldWriter {
+    fn take(&mut self) -> Option<PoolConnection<sqlx::Any>> {
+        self.conn.take()
+    }
+
+    /// Keeps `conn` for the next batch if `more` and the run is not too long; otherwise
+    /// returns it to the pool.
+    fn keep_if(&mut self, conn: PoolConnection<sqlx::Any>, more: bool) {
+        self.batches += 1;
+        if more && self.batches < MAX_HELD_BATCHES {
+            self.conn = Some(conn);
+        } else {
+            self.batches = 0;
+        }
+    }
+}
+
 impl Db {
-    /// Applies `ops` in one transaction and returns each one's result. When a statement
-    /// fails, each op is retried in a transaction of its own, so one bad write fails alone.
+    /// Applies `ops` in one transaction and returns each one's result (see
+    /// [`Db::write_batch_on`]).
     pub async fn write_batch(&self, ops: &[BatchOp]) -> Vec<Result<BatchOutcome, String>> {
-        match self.apply_batch(ops).await {
+        match self.acquire_writer().await {
+            Ok(mut conn) => self.write_batch_on(&mut conn, ops).await,
+            Err(error) => ops.iter().map(|_| Err(error.to_string())).collect(),
+        }
+    }
+
+    /// Applies `ops` in one transaction on `conn` and returns each one's result. When a
+    /// statement fails, each op is retried in a transaction of its own, so one bad write
+    /// fails alone.
+    async fn write_batch_on(
+        &self,
+        conn: &mut PoolConnection<sqlx::Any>,
+        ops: &[BatchOp],
+    ) -> Vec<Result<BatchOutcome, String>> {
+        match self.apply_batch(conn, ops).await {
             Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
             Err(BatchFailure::Statement(_)) if ops.len() > 1 => {
                 let mut results = Vec::with_capacity(ops.len());
                 for op in ops {
-                    results.push(match self.apply_batch(std::slice::from_ref(op)).await {
-                        Ok(mut outcomes) => Ok(outcomes.remove(0)),
-                        Err(BatchFailure::Statement(e) | BatchFailure::Commit(e)) => {
-                            Err(e.to_string())
-                        }
-                    });
+                    results.push(
+                        match self.apply_batch(conn, std::slice::from_ref(op)).await {
+                            Ok(mut outcomes) => Ok(outcomes.remove(0)),
+                            Err(BatchFailure::Statement(e) | BatchFailure::Commit(e)) => {
+                                Err(e.to_string())
+                            }
+                        },
+                    );
                 }
                 results
             }
@@ -131,9 +195,13 @@ impl Db {
     /// Applies writes in one transaction, in order: reservations and uploads as they come,
     /// audit events last (the audit head's row lock is always the last lock a transaction
     /// takes).
-    async fn apply_batch(&self, ops: &[BatchOp]) -> Result<Vec<BatchOutcome>, BatchFailure> {
+    async fn apply_batch(
+        &self,
+        conn: &mut PoolConnection<sqlx::Any>,
+        ops: &[BatchOp],
+    ) -> Result<Vec<BatchOutcome>, BatchFailure> {
         let mut tx = self
-            .timed(self.begin())
+            .timed(sqlx::Connection::begin(&mut **conn))
             .await
             .map_err(BatchFailure::Commit)?;
         let outcomes = self

@@ -18,7 +18,7 @@ pub use queries::{CommitOutcome, StudentWithSubmission, Totals, UploadCommit};
 use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::Migrator;
-use sqlx::{Executor, Transaction};
+use sqlx::{Connection as _, Executor, Transaction};
 use std::future::Future;
 use std::time::Duration;
 
@@ -215,6 +215,11 @@ impl Db {
     async fn begin(&self) -> Result<Transaction<'static, sqlx::Any>, sqlx::Error> {
         self.writer.begin().await
     }
+
+    /// A connection of the write pool, for several transactions in a row.
+    async fn acquire_writer(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>, DbError> {
+        self.timed(self.writer.acquire()).await
+    }
 }
 
 /// `($1, $2, …), ($n+1, …), …`: placeholders for a multi-row `VALUES`.
@@ -233,11 +238,27 @@ fn values_placeholders(rows: usize, columns: usize) -> String {
     sql
 }
 
+/// A pooled connection idle for longer than this is pinged before it is handed out.
+const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(5);
+
 /// Pool settings shared by the read and write pools: timeouts and per-connection setup.
 fn pool_options(kind: DbKind, timeout: Duration) -> AnyPoolOptions {
     AnyPoolOptions::new()
         .min_connections(0)
         .acquire_timeout(timeout)
+        // sqlx pings on every acquire by default: a round trip (and on SQLite two thread
+        // hops) before every query. A connection in steady use is known to work, and one
+        // that breaks is dropped by sqlx on its first error; only a connection that sat idle
+        // (the server or a proxy may have closed it) is checked first.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_WHEN_IDLE_FOR {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
         .after_connect(move |conn, _meta| {
             Box::pin(async move {
                 let setup = match kind {

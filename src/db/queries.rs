@@ -564,7 +564,7 @@ pub struct UploadCommit {
 /// the caller's own cleanup fails). Audit events go to `events`, for the caller to append
 /// last.
 pub(super) async fn commit_upload_in(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     upload: &UploadCommit,
     events: &mut Vec<AuditEntry>,
 ) -> sqlx::Result<CommitOutcome> {
@@ -676,7 +676,7 @@ pub(super) async fn commit_upload_in(
 }
 
 async fn queue_delete(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     key: &str,
     reason: &str,
 ) -> sqlx::Result<()> {

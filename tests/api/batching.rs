@@ -11,6 +11,7 @@ use exam_depository::storage::ObjectHeaders;
 backend_tests!(
     one_failing_write_in_a_batch_fails_alone,
     an_upload_record_redraws_a_taken_code_and_gives_back_a_lost_reservation,
+    other_writers_get_the_database_while_batches_stream,
 );
 
 fn event(n: u32) -> AuditEntry {
@@ -148,4 +149,37 @@ async fn an_upload_record_redraws_a_taken_code_and_gives_back_a_lost_reservation
         depository.db.deletion_done(&old).await.unwrap();
     }
     audit(depository, after_leases(depository)).await;
+}
+
+/// The group-commit task keeps the writer connection while batches queue up; other writes
+/// (registering a student here) must still get it well within the database timeout.
+async fn other_writers_get_the_database_while_batches_stream(backend: Backend) {
+    let fixture = Fixture::new(&backend).await;
+    let app = fixture.spawn(|c| c.db_timeout_seconds = 1).await;
+    let group = app.state.depository.group.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let streams: Vec<_> = (0..64)
+        .map(|n| {
+            let (group, stop) = (group.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut written = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    group.submit(BatchOp::Audit(event(n))).await.unwrap();
+                    written += 1;
+                }
+                written
+            })
+        })
+        .collect();
+    for i in 0..10 {
+        app.create_student(&format!("writer{i}")).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut written = 0;
+    for stream in streams {
+        written += stream.await.unwrap();
+    }
+    assert!(written > 64, "the batches kept coming ({written} events)");
+    let verify = fixture.cli(&["audit", "verify"]);
+    assert!(verify.status.success(), "{verify:?}");
 }
