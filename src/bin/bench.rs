@@ -44,6 +44,9 @@ struct Args {
     /// Students on the roster for the `GET /students` phase.
     #[arg(long, default_value_t = 10_000)]
     roster: usize,
+    /// Database connections, of the server and of the raw lookup baseline alike.
+    #[arg(long, default_value_t = 16)]
+    pool_size: u32,
     /// Where to write the JSON line too.
     #[arg(long)]
     json_out: Option<PathBuf>,
@@ -97,6 +100,81 @@ impl RssSampler {
     }
 }
 
+/// CPU time used so far, in clock ticks: the whole machine (busy and total, all cores),
+/// the server process and this process. The difference of two readings over a phase tells
+/// how busy the machine was and what each operation cost the server.
+#[derive(Debug, Clone, Copy, Default)]
+struct CpuReading {
+    machine_busy: u64,
+    machine_total: u64,
+    server: u64,
+    bench: u64,
+}
+
+/// The server's pid, once started (for CPU readings).
+static SERVER_PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+
+/// utime + stime of a process, from `/proc/<pid>/stat`.
+fn process_ticks(pid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            // The command name may hold spaces; the fields after it are plain numbers.
+            let rest = stat.rsplit_once(')')?.1;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0)
+}
+
+impl CpuReading {
+    fn now() -> Self {
+        let (mut busy, mut total) = (0, 0);
+        if let Ok(stat) = std::fs::read_to_string("/proc/stat")
+            && let Some(line) = stat.lines().next()
+        {
+            // cpu user nice system idle iowait irq softirq steal
+            let ticks: Vec<u64> = line
+                .split_whitespace()
+                .skip(1)
+                .take(8)
+                .filter_map(|t| t.parse().ok())
+                .collect();
+            total = ticks.iter().sum();
+            busy = total - ticks.get(3).copied().unwrap_or(0) - ticks.get(4).copied().unwrap_or(0);
+        }
+        Self {
+            machine_busy: busy,
+            machine_total: total,
+            server: SERVER_PID
+                .get()
+                .map_or(0, |pid| process_ticks(&pid.to_string())),
+            bench: process_ticks("self"),
+        }
+    }
+
+    fn since(self, start: Self) -> Self {
+        Self {
+            machine_busy: self.machine_busy - start.machine_busy,
+            machine_total: self.machine_total - start.machine_total,
+            server: self.server - start.server,
+            bench: self.bench - start.bench,
+        }
+    }
+
+    fn add(self, other: Self) -> Self {
+        Self {
+            machine_busy: self.machine_busy + other.machine_busy,
+            machine_total: self.machine_total + other.machine_total,
+            server: self.server + other.server,
+            bench: self.bench + other.bench,
+        }
+    }
+}
+
+/// Clock ticks per second of the `/proc` CPU counters (USER_HZ, 100 on Linux).
+const TICKS_PER_SECOND: f64 = 100.0;
+
 struct Phase {
     name: &'static str,
     count: usize,
@@ -104,6 +182,7 @@ struct Phase {
     latencies: Vec<f64>,
     errors: usize,
     bytes: u64,
+    cpu: CpuReading,
 }
 
 impl Phase {
@@ -116,7 +195,33 @@ impl Phase {
             latencies: [a.latencies.as_slice(), b.latencies.as_slice()].concat(),
             errors: a.errors + b.errors,
             bytes: a.bytes + b.bytes,
+            cpu: a.cpu.add(b.cpu),
         }
+    }
+    /// Share of the machine's cores in use during the phase (2.0 = both cores busy).
+    fn busy_cores(&self) -> f64 {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+        if self.cpu.machine_total == 0 {
+            return 0.0;
+        }
+        cores * self.cpu.machine_busy as f64 / self.cpu.machine_total as f64
+    }
+    /// CPU milliseconds per operation, all processes of the machine together.
+    fn machine_ms_per_op(&self) -> f64 {
+        self.busy_cores() * self.seconds * 1000.0 / self.count.max(1) as f64
+    }
+    /// CPU milliseconds per operation, of the server and of the load generator / baseline.
+    fn cpu_ms_per_op(&self) -> (f64, f64) {
+        let per_op =
+            |ticks: u64| ticks as f64 / TICKS_PER_SECOND * 1000.0 / self.count.max(1) as f64;
+        (per_op(self.cpu.server), per_op(self.cpu.bench))
+    }
+    fn json(&self) -> Value {
+        let (server_ms, bench_ms) = self.cpu_ms_per_op();
+        json!({"per_s": self.rate(), "mib_per_s": self.mib_per_s(), "p50_ms": self.percentile(0.5),
+               "p99_ms": self.percentile(0.99), "errors": self.errors, "busy_cores": self.busy_cores(),
+               "server_cpu_ms_per_op": server_ms, "bench_cpu_ms_per_op": bench_ms,
+               "machine_cpu_ms_per_op": self.machine_ms_per_op()})
     }
     fn rate(&self) -> f64 {
         self.count as f64 / self.seconds
@@ -163,6 +268,7 @@ where
     Fut: std::future::Future<Output = (bool, u64)>,
 {
     progress(name);
+    let cpu_before = CpuReading::now();
     let started = Instant::now();
     let results: Vec<(bool, u64, f64)> = futures_util::stream::iter(0..count)
         .take_while(|_| std::future::ready(deadline.is_none_or(|d| started.elapsed() < d)))
@@ -184,7 +290,122 @@ where
         latencies: results.iter().map(|r| r.2).collect(),
         errors: results.iter().filter(|r| !r.0).count(),
         bytes: results.iter().filter(|r| r.0).map(|r| r.1).sum(),
+        cpu: CpuReading::now().since(cpu_before),
     }
+}
+
+/// CPU milliseconds that MD5 and SHA-256 of `data` take on one core (SPEC: both are part of
+/// every submission), the floor of what any upload of these bytes costs the server.
+fn digest_cost_ms(data: &[u8]) -> f64 {
+    use md5::Digest as _;
+    let rounds = (256 * 1024 * 1024 / data.len().max(1)).clamp(1, 1000);
+    let started = Instant::now();
+    for _ in 0..rounds {
+        std::hint::black_box(md5::Md5::digest(std::hint::black_box(data)));
+        std::hint::black_box(sha2::Sha256::digest(std::hint::black_box(data)));
+    }
+    started.elapsed().as_secs_f64() * 1000.0 / rounds as f64
+}
+
+/// Moving the same bytes over HTTP and nothing else: the load generator's multipart POSTs to
+/// a server in this process that reads each body and throws it away. Together with the
+/// digests and the store's own work, this is what any upload must cost the machine.
+async fn http_transfer_phase(data: &bytes::Bytes, args: &Args) -> anyhow::Result<Phase> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let sink = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(async move {
+                let discard = hyper::service::service_fn(
+                    |request: hyper::Request<hyper::body::Incoming>| async move {
+                        let mut body =
+                            axum::body::Body::new(request.into_body()).into_data_stream();
+                        let mut complete = true;
+                        while let Some(chunk) = body.next().await {
+                            complete &= chunk.is_ok();
+                        }
+                        hyper::Response::builder()
+                            .status(if complete { 201 } else { 400 })
+                            .body(axum::body::Body::from("{}"))
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), discard)
+                    .await;
+            });
+        }
+    });
+    let load = LoadClient::new(&base)?;
+    let (count, deadline) = raw_phase_length(args);
+    let phase = run_until(
+        "HTTP transfer floor",
+        count,
+        deadline,
+        args.concurrency,
+        |_| {
+            let (load, data) = (&load, data.clone());
+            async move {
+                let ok = matches!(load.upload("AAAAAAAA", &data).await, Some((201, _)));
+                (ok, data.len() as u64)
+            }
+        },
+    )
+    .await;
+    sink.abort();
+    Ok(phase)
+}
+
+/// Streaming `total` bytes over HTTP and nothing else: a server in this process answers one
+/// GET with chunks from memory, read by the same client as the export. With the raw store
+/// read, this bounds what any export of these bytes can reach. MiB/s.
+async fn http_stream_floor(client: &reqwest::Client, total: u64) -> anyhow::Result<f64> {
+    const CHUNK: usize = 256 * 1024;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/", listener.local_addr()?);
+    let server = tokio::spawn(async move {
+        let Ok((stream, _)) = listener.accept().await else {
+            return;
+        };
+        let _ = stream.set_nodelay(true);
+        let chunk = bytes::Bytes::from(vec![7u8; CHUNK]);
+        let respond =
+            hyper::service::service_fn(move |_: hyper::Request<hyper::body::Incoming>| {
+                let chunks = (total as usize).div_ceil(CHUNK);
+                let body = futures_util::stream::iter(
+                    std::iter::repeat_n(chunk.clone(), chunks).map(Ok::<_, std::io::Error>),
+                );
+                async move { hyper::Response::builder().body(axum::body::Body::from_stream(body)) }
+            });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), respond)
+            .await;
+    });
+    progress("HTTP stream floor");
+    let started = Instant::now();
+    let mut received = 0u64;
+    let mut stream = client.get(url).send().await?.bytes_stream();
+    while let Some(chunk) = stream.try_next().await? {
+        received += chunk.len() as u64;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    server.abort();
+    Ok(received as f64 / 1_048_576.0 / seconds)
+}
+
+/// The most operations per second the machine could do if each needed `costs_ms` of CPU
+/// (machine-wide) and nothing else.
+fn ceiling(costs_ms: &[f64]) -> f64 {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+    cores * 1000.0 / costs_ms.iter().sum::<f64>()
+}
+
+/// `a` with the fields of `b` added.
+fn merge(mut a: Value, b: Value) -> Value {
+    if let (Some(a), Value::Object(b)) = (a.as_object_mut(), b) {
+        a.extend(b);
+    }
+    a
 }
 
 fn env(name: &str) -> anyhow::Result<String> {
@@ -237,6 +458,7 @@ async fn main() -> anyhow::Result<()> {
         s3 = Some(settings);
     }
     server_env.push(("DATABASE_URL", database_url.clone()));
+    server_env.push(("DB_POOL_SIZE", args.pool_size.to_string()));
     let result = bench(&args, work.path(), &server_env, &database_url, s3.as_ref()).await;
     if let Some((admin, name)) = drop_database {
         use sqlx::Connection;
@@ -348,12 +570,13 @@ impl RawStore {
         })
     }
 
-    async fn put(&self, data: bytes::Bytes) -> bool {
+    /// Writes `data` under a new key; the key once stored.
+    async fn put(&self, data: bytes::Bytes) -> Option<String> {
         use object_store::ObjectStore;
         let key = exam_depository::domain::codes::new_storage_key();
-        match self {
+        let stored = match self {
             Self::Disk(dir) => {
-                let dir = dir.clone();
+                let (dir, key) = (dir.clone(), key.clone());
                 tokio::task::spawn_blocking(move || -> std::io::Result<()> {
                     use std::io::Write;
                     let partial = dir.join(format!("{key}.part"));
@@ -361,32 +584,85 @@ impl RawStore {
                     file.write_all(&data)?;
                     file.sync_all()?;
                     std::fs::rename(&partial, dir.join(&key))?;
-                    std::fs::File::open(&dir)?.sync_all()?;
-                    std::fs::remove_file(dir.join(&key))
+                    std::fs::File::open(&dir)?.sync_all()
                 })
                 .await
                 .is_ok_and(|r| r.is_ok())
             }
             Self::Bucket(bucket) => {
-                let path = object_store::path::Path::from(key);
-                let ok = bucket.put(&path, data.into()).await.is_ok();
-                let _ = bucket.delete(&path).await;
-                ok
+                let path = object_store::path::Path::from(key.as_str());
+                bucket.put(&path, data.into()).await.is_ok()
             }
-        }
+        };
+        stored.then_some(key)
+    }
+
+    /// Reads a whole object, one call (a file read, or a GET and its body); its length.
+    async fn read(&self, key: &str) -> anyhow::Result<u64> {
+        use object_store::ObjectStore;
+        Ok(match self {
+            Self::Disk(dir) => {
+                let path = dir.join(key);
+                tokio::task::spawn_blocking(move || std::fs::read(path))
+                    .await??
+                    .len() as u64
+            }
+            Self::Bucket(bucket) => {
+                let path = object_store::path::Path::from(key);
+                bucket.get(&path).await?.bytes().await?.len() as u64
+            }
+        })
+    }
+
+    /// Removes what a phase stored (after it, so that deleting is not part of the timing).
+    async fn remove(&self, keys: Vec<String>) {
+        use object_store::ObjectStore;
+        futures_util::stream::iter(keys)
+            .for_each_concurrent(32, |key| async move {
+                match self {
+                    Self::Disk(dir) => {
+                        let _ = tokio::fs::remove_file(dir.join(&key)).await;
+                    }
+                    Self::Bucket(bucket) => {
+                        let _ = bucket.delete(&object_store::path::Path::from(key)).await;
+                    }
+                }
+            })
+            .await;
     }
 
     async fn put_phase(&self, data: &bytes::Bytes, args: &Args) -> Phase {
         let (count, deadline) = raw_phase_length(args);
-        run_until("raw storage put", count, deadline, args.concurrency, |_| {
-            let data = data.clone();
+        let stored = std::sync::Mutex::new(Vec::new());
+        let phase = run_until("raw storage put", count, deadline, args.concurrency, |_| {
+            let (data, stored) = (data.clone(), &stored);
             async move {
                 let len = data.len() as u64;
-                (self.put(data).await, len)
+                match self.put(data).await {
+                    Some(key) => {
+                        stored.lock().unwrap().push(key);
+                        (true, len)
+                    }
+                    None => (false, len),
+                }
             }
         })
-        .await
+        .await;
+        self.remove(stored.into_inner().unwrap()).await;
+        settle().await;
+        phase
     }
+}
+
+/// Lets the machine settle after a phase that wrote or deleted many files: flushes dirty
+/// data and waits a few seconds. Without it a phase pays for the one before: ext4 without
+/// a journal (as here) skips inodes freed in the last 5 s when it allocates new ones (300 s
+/// while their inode-table block is still dirty), and Garage collects deleted blocks in the
+/// background.
+async fn settle() {
+    progress("settling (sync, 6 s)");
+    let _ = tokio::process::Command::new("sync").status().await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
 }
 
 /// How many operations a baseline phase runs: as many as the service phase, or for a
@@ -407,13 +683,15 @@ async fn storage_work_phase(store: &Arc<dyn BlobStore>, data: &bytes::Bytes, arg
         content_disposition: "attachment; filename=\"answer.pdf\"".into(),
     };
     let (count, deadline) = raw_phase_length(args);
-    run_until(
+    let stored = std::sync::Mutex::new(Vec::new());
+    let phase = run_until(
         "spool + digests + put",
         count,
         deadline,
         args.concurrency,
         |_| {
-            let (store, data, headers) = (store.clone(), data.clone(), headers.clone());
+            let (store, data, headers, stored) =
+                (store.clone(), data.clone(), headers.clone(), &stored);
             async move {
                 let key = exam_depository::domain::codes::new_storage_key();
                 let Ok(mut spool) = Spool::create(store.spool_dir(), u64::MAX).await else {
@@ -432,12 +710,22 @@ async fn storage_work_phase(store: &Arc<dyn BlobStore>, data: &bytes::Bytes, arg
                     .put_file(&key, file.path(), file.size, &headers)
                     .await
                     .is_ok();
-                let _ = store.delete(&key).await;
+                stored.lock().unwrap().push(key);
                 (ok, data.len() as u64)
             }
         },
     )
-    .await
+    .await;
+    futures_util::stream::iter(stored.into_inner().unwrap())
+        .for_each_concurrent(32, |key| {
+            let store = store.clone();
+            async move {
+                let _ = store.delete(&key).await;
+            }
+        })
+        .await;
+    settle().await;
+    phase
 }
 
 async fn import(
@@ -576,6 +864,7 @@ async fn bench(
     s3: Option<&S3Settings>,
 ) -> anyhow::Result<()> {
     let (server, pid) = start_server(work, server_env)?;
+    let _ = SERVER_PID.set(pid);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let idle_rss = rss_kib(pid) as f64 / 1024.0;
     let rss = RssSampler::start(pid);
@@ -598,6 +887,8 @@ async fn bench(
         Some(settings) => Arc::new(S3Store::open(settings, &raw_dir).await?),
         None => Arc::new(LocalStore::open(&raw_dir, UrlSigner::new("bench"), "http://x").await?),
     };
+    let digest_ms = digest_cost_ms(&data);
+    let http_transfer = http_transfer_phase(&data, args).await?;
     let raw_put_before = raw_store.put_phase(&data, args).await;
     let storage_work_before = storage_work_phase(&service_store, &data, args).await;
 
@@ -633,6 +924,7 @@ async fn bench(
     })
     .await;
     let upload_rss = rss.take();
+    settle().await;
     let storage_work_after = storage_work_phase(&service_store, &data, args).await;
     let raw_put_after = raw_store.put_phase(&data, args).await;
     let raw_put = Phase::mean("raw storage put", &raw_put_before, &raw_put_after);
@@ -649,7 +941,7 @@ async fn bench(
     let db = Db::connect(
         database_url,
         &DbOptions {
-            pool_size: 16,
+            pool_size: args.pool_size,
             timeout: Duration::from_secs(5),
         },
     )
@@ -679,6 +971,12 @@ async fn bench(
     .await;
     let raw_lookup_after = raw_lookups().await;
     let raw_lookup = Phase::mean("raw database lookup", &raw_lookup_before, &raw_lookup_after);
+    // The HTTP floor of a lookup: the service's cheapest route (`GET /`, plain `pong`).
+    let pong = run("GET / (HTTP floor)", lookup_count, args.concurrency, |_| {
+        let load = load.clone();
+        async move { (matches!(load.get("/").await, Some((200, _))), 0) }
+    })
+    .await;
 
     // Overload: many more clients than upload slots; 503 with Retry-After is fine, 500 is not.
     let overload_codes = import(&client, &base, "o", args.overload * 2).await?;
@@ -724,6 +1022,7 @@ async fn bench(
 
     // Export: the ZIP through the service against reading the same objects from the store.
     rss.take();
+    progress("export");
     let started = Instant::now();
     let mut zip_bytes = 0u64;
     let mut stream = client
@@ -744,15 +1043,21 @@ async fn bench(
             LocalStore::open(&work.join("data"), UrlSigner::new("bench"), "http://x").await?,
         ),
     };
+    progress("raw store read");
+    let server_objects = match &raw_store {
+        RawStore::Disk(_) => RawStore::Disk(work.join("data/files")),
+        RawStore::Bucket(bucket) => RawStore::Bucket(bucket.clone()),
+    };
     let started = Instant::now();
     let mut raw_read = 0u64;
     for (key, _) in &live {
-        let mut object = server_store.get(key).await?;
-        while let Some(chunk) = object.next().await {
-            raw_read += chunk?.len() as u64;
-        }
+        raw_read += server_objects.read(key).await?;
     }
     let raw_read_seconds = started.elapsed().as_secs_f64();
+    let raw_read_mib_s = raw_read as f64 / 1_048_576.0 / raw_read_seconds;
+    let stream_floor_mib_s = http_stream_floor(&client, zip_bytes).await?;
+    // Reading then sending each byte, one after the other: the export's ceiling.
+    let export_ceiling_mib_s = 1.0 / (1.0 / raw_read_mib_s + 1.0 / stream_floor_mib_s);
 
     // The roster: GET /students with `roster` students.
     let have = max_uploads + args.overload * 2 + 64;
@@ -783,6 +1088,14 @@ async fn bench(
         }
     }
 
+    // What the machine could do at best: each upload needs at least the store's own work,
+    // the two digests and the HTTP transfer; each lookup the query and an HTTP exchange.
+    let upload_ceiling = ceiling(&[
+        raw_put.machine_ms_per_op(),
+        digest_ms,
+        http_transfer.machine_ms_per_op(),
+    ]);
+    let lookup_ceiling = ceiling(&[raw_lookup.machine_ms_per_op(), pong.machine_ms_per_op()]);
     let report = json!({
         "backend": args.backend,
         "size_bytes": args.size,
@@ -790,17 +1103,22 @@ async fn bench(
         "concurrency": args.concurrency,
         "cold_start_ms": server.cold_start.as_secs_f64() * 1000.0,
         "idle_rss_mib": idle_rss,
-        "upload": {"per_s": uploads.rate(), "mib_per_s": uploads.mib_per_s(), "p50_ms": uploads.percentile(0.5), "p99_ms": uploads.percentile(0.99), "errors": uploads.errors, "peak_rss_mib": upload_rss},
-        "raw_storage_put": {"per_s": raw_put.rate(), "mib_per_s": raw_put.mib_per_s(), "errors": raw_put.errors, "before_per_s": raw_put_before.rate(), "after_per_s": raw_put_after.rate()},
+        "upload": merge(uploads.json(), json!({"peak_rss_mib": upload_rss})),
+        "raw_storage_put": merge(raw_put.json(), json!({"before_per_s": raw_put_before.rate(), "after_per_s": raw_put_after.rate()})),
         "upload_vs_raw_put": uploads.rate() / raw_put.rate(),
-        "storage_work": {"per_s": storage_work.rate(), "errors": storage_work.errors, "before_per_s": storage_work_before.rate(), "after_per_s": storage_work_after.rate()},
+        "digests_cpu_ms_per_upload": digest_ms,
+        "storage_work": merge(storage_work.json(), json!({"before_per_s": storage_work_before.rate(), "after_per_s": storage_work_after.rate()})),
         "upload_vs_storage_work": uploads.rate() / storage_work.rate(),
-        "download_url": {"per_s": lookups.rate(), "p50_ms": lookups.percentile(0.5), "p99_ms": lookups.percentile(0.99), "errors": lookups.errors},
-        "raw_db_lookup": {"per_s": raw_lookup.rate(), "errors": raw_lookup.errors, "before_per_s": raw_lookup_before.rate(), "after_per_s": raw_lookup_after.rate()},
+        "download_url": lookups.json(),
+        "raw_db_lookup": merge(raw_lookup.json(), json!({"before_per_s": raw_lookup_before.rate(), "after_per_s": raw_lookup_after.rate()})),
         "lookup_vs_raw_db": lookups.rate() / raw_lookup.rate(),
+        "http_transfer_floor": http_transfer.json(),
+        "http_floor_get": pong.json(),
+        "upload_ceiling": {"per_s": upload_ceiling, "vs_raw_put": upload_ceiling / raw_put.rate()},
+        "lookup_ceiling": {"per_s": lookup_ceiling, "vs_raw_db": lookup_ceiling / raw_lookup.rate()},
         "overload": {"concurrency": args.overload, "requests": statuses.len(), "accepted": statuses.iter().filter(|s| **s == 201).count(), "503": overload_503, "other_errors": overload.errors, "other_statuses": statuses.iter().filter(|s| !matches!(s, 201 | 503)).collect::<Vec<_>>(), "p99_ms": overload.percentile(0.99)},
         "big_uploads_64x3mib": {"errors": big_phase.errors, "peak_rss_mib": big_rss, "seconds": big_phase.seconds},
-        "export": {"mib_per_s": zip_bytes as f64 / 1_048_576.0 / zip_seconds, "raw_read_mib_per_s": raw_read as f64 / 1_048_576.0 / raw_read_seconds, "peak_rss_mib": export_rss},
+        "export": {"mib_per_s": zip_bytes as f64 / 1_048_576.0 / zip_seconds, "raw_read_mib_per_s": raw_read_mib_s, "http_stream_floor_mib_per_s": stream_floor_mib_s, "ceiling_mib_per_s": export_ceiling_mib_s, "vs_raw_read": zip_bytes as f64 / 1_048_576.0 / zip_seconds / raw_read_mib_s, "peak_rss_mib": export_rss},
         "students_list_10k_ms": {"median": roster_ms[2], "max": roster_ms[4]},
         "import": {"students": max_uploads, "seconds": import_seconds},
     });
@@ -809,25 +1127,31 @@ async fn bench(
         args.backend, uploads.count, args.size, args.concurrency
     );
     println!(
-        "{:<28} {:>10} {:>10} {:>10} {:>8}",
-        "phase", "per s", "MiB/s", "p99 ms", "errors"
+        "{:<28} {:>10} {:>10} {:>10} {:>8} {:>7} {:>13} {:>12}",
+        "phase", "per s", "MiB/s", "p99 ms", "errors", "cores", "server ms/op", "bench ms/op"
     );
     for phase in [
         &uploads,
         &raw_put,
         &storage_work,
+        &http_transfer,
         &lookups,
         &raw_lookup,
+        &pong,
         &overload,
         &big_phase,
     ] {
+        let (server_ms, bench_ms) = phase.cpu_ms_per_op();
         println!(
-            "{:<28} {:>10.1} {:>10.1} {:>10.1} {:>8}",
+            "{:<28} {:>10.1} {:>10.1} {:>10.1} {:>8} {:>7.2} {:>13.3} {:>12.3}",
             phase.name,
             phase.rate(),
             phase.mib_per_s(),
             phase.percentile(0.99),
-            phase.errors
+            phase.errors,
+            phase.busy_cores(),
+            server_ms,
+            bench_ms
         );
     }
     println!(
@@ -839,6 +1163,21 @@ async fn bench(
         overload.errors
     );
     println!(
+        "MD5 + SHA-256 of one upload: {digest_ms:.2} ms of one core (the server's floor per upload)"
+    );
+    println!(
+        "ceilings on this machine: uploads {:.0}/s = {:.2} x raw put (store {:.2} + digests {:.2} + HTTP {:.2} ms of CPU each); lookups {:.0}/s = {:.2} x raw db (query {:.3} + HTTP {:.3} ms)",
+        upload_ceiling,
+        upload_ceiling / raw_put.rate(),
+        raw_put.machine_ms_per_op(),
+        digest_ms,
+        http_transfer.machine_ms_per_op(),
+        lookup_ceiling,
+        lookup_ceiling / raw_lookup.rate(),
+        raw_lookup.machine_ms_per_op(),
+        pong.machine_ms_per_op()
+    );
+    println!(
         "RSS idle {:.1} MiB, uploading {:.1} MiB, 64x3MiB {:.1} MiB, export {:.1} MiB   cold start {:.0} ms",
         idle_rss,
         upload_rss,
@@ -847,9 +1186,13 @@ async fn bench(
         server.cold_start.as_secs_f64() * 1000.0
     );
     println!(
-        "export {:.1} MiB/s vs raw read {:.1} MiB/s   GET /students ({} students) median {:.1} ms   import of {} students {:.1} s",
+        "export {:.1} MiB/s vs raw read {:.1} MiB/s = {:.2} (HTTP stream floor {:.0} MiB/s; ceiling {:.0} MiB/s = {:.2} x raw read)   GET /students ({} students) median {:.1} ms   import of {} students {:.1} s",
         zip_bytes as f64 / 1_048_576.0 / zip_seconds,
-        raw_read as f64 / 1_048_576.0 / raw_read_seconds,
+        raw_read_mib_s,
+        zip_bytes as f64 / 1_048_576.0 / zip_seconds / raw_read_mib_s,
+        stream_floor_mib_s,
+        export_ceiling_mib_s,
+        export_ceiling_mib_s / raw_read_mib_s,
         args.roster,
         roster_ms[2],
         max_uploads,

@@ -9,7 +9,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use tokio_util::io::ReaderStream;
 
 /// The signature part of a download link (documentation; parsed leniently below, so that a
 /// malformed link is a 403 like any other bad link).
@@ -92,7 +91,7 @@ pub async fn download_file(
                 HeaderValue::from_static("sandbox; default-src 'none'"),
             ),
         ],
-        Body::from_stream(ReaderStream::new(file)),
+        Body::from_stream(crate::storage::file_stream(file)),
     )
         .into_response())
 }

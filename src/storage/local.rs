@@ -57,6 +57,10 @@ impl LocalStore {
     }
 }
 
+/// Bytes per read when the export streams a file (one hop to the blocking pool each). Larger
+/// reads were no faster here and cost RSS: glibc keeps freed 1 MiB buffers.
+const EXPORT_READ_CHUNK: usize = 2 * super::FILE_READ_CHUNK;
+
 #[async_trait]
 impl BlobStore for LocalStore {
     async fn put_file(
@@ -106,7 +110,7 @@ impl BlobStore for LocalStore {
 
     async fn get(&self, key: &str) -> Result<ByteStream, StorageError> {
         let (file, _) = self.open_file(key).await?;
-        Ok(ReaderStream::new(file)
+        Ok(ReaderStream::with_capacity(file, EXPORT_READ_CHUNK)
             .map(|r| r.map_err(StorageError::from))
             .boxed())
     }

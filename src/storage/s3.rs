@@ -12,7 +12,6 @@ use object_store::{ClientOptions, ObjectStore, RetryConfig};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_util::io::ReaderStream;
 
 /// Where and how to reach the bucket.
 #[derive(Clone)]
@@ -126,10 +125,7 @@ impl BlobStore for S3Store {
                     reqwest::header::CONTENT_DISPOSITION,
                     &headers.content_disposition,
                 )
-                .body(reqwest::Body::wrap_stream(ReaderStream::with_capacity(
-                    body,
-                    64 * 1024,
-                )))
+                .body(reqwest::Body::wrap_stream(super::file_stream(body)))
                 .send()
                 .await
                 .map_err(|e| StorageError::Other(format!("PUT failed: {}", e.without_url())))?;
