@@ -29,9 +29,13 @@ struct Args {
     /// Length of the upload phase when `--uploads` is not given.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
-    /// `download_url` lookups (default: as many as uploads were accepted).
+    /// `download_url` lookups; by default as many as fit in `--lookup-seconds`.
     #[arg(long)]
     lookups: Option<usize>,
+    /// Length of the lookup phase when `--lookups` is not given (each raw baseline runs for
+    /// half as long, before and after it).
+    #[arg(long, default_value_t = 4.0)]
+    lookup_seconds: f64,
     /// Bytes per upload.
     #[arg(long, default_value_t = 1024 * 1024)]
     size: usize,
@@ -937,7 +941,14 @@ async fn bench(
     // Lookups through the service, and the same query straight on the database.
     let verification = Arc::new(verification.lock().unwrap().clone());
     anyhow::ensure!(!verification.is_empty(), "no upload succeeded");
-    let lookup_count = args.lookups.unwrap_or(uploads.count);
+    // A phase's length: `--lookups`, or `--lookup-seconds` times `share`.
+    let lookup_length = |share: f64| match args.lookups {
+        Some(count) => (count, None),
+        None => (
+            1_000_000,
+            Some(Duration::from_secs_f64(args.lookup_seconds * share)),
+        ),
+    };
     let db = Db::connect(
         database_url,
         &DbOptions {
@@ -947,21 +958,29 @@ async fn bench(
     )
     .await?;
     let raw_lookups = || {
-        run("raw database lookup", lookup_count, args.concurrency, |i| {
-            let (db, code) = (db.clone(), verification[i % verification.len()].clone());
-            async move {
-                (
-                    db.submission_by_verification_code(&code)
-                        .await
-                        .is_ok_and(|s| s.is_some()),
-                    0,
-                )
-            }
-        })
+        let (count, deadline) = lookup_length(0.5);
+        run_until(
+            "raw database lookup",
+            count,
+            deadline,
+            args.concurrency,
+            |i| {
+                let (db, code) = (db.clone(), verification[i % verification.len()].clone());
+                async move {
+                    (
+                        db.submission_by_verification_code(&code)
+                            .await
+                            .is_ok_and(|s| s.is_some()),
+                        0,
+                    )
+                }
+            },
+        )
     };
     // The baseline before and after the service's lookups, averaged (as for the store).
     let raw_lookup_before = raw_lookups().await;
-    let lookups = run("download_url", lookup_count, args.concurrency, |i| {
+    let (count, deadline) = lookup_length(1.0);
+    let lookups = run_until("download_url", count, deadline, args.concurrency, |i| {
         let (load, code) = (load.clone(), verification[i % verification.len()].clone());
         async move {
             let path = format!("/verifications/{code}/download_url");
@@ -972,10 +991,17 @@ async fn bench(
     let raw_lookup_after = raw_lookups().await;
     let raw_lookup = Phase::mean("raw database lookup", &raw_lookup_before, &raw_lookup_after);
     // The HTTP floor of a lookup: the service's cheapest route (`GET /`, plain `pong`).
-    let pong = run("GET / (HTTP floor)", lookup_count, args.concurrency, |_| {
-        let load = load.clone();
-        async move { (matches!(load.get("/").await, Some((200, _))), 0) }
-    })
+    let (count, deadline) = lookup_length(0.5);
+    let pong = run_until(
+        "GET / (HTTP floor)",
+        count,
+        deadline,
+        args.concurrency,
+        |_| {
+            let load = load.clone();
+            async move { (matches!(load.get("/").await, Some((200, _))), 0) }
+        },
+    )
     .await;
 
     // Overload: many more clients than upload slots; 503 with Retry-After is fine, 500 is not.

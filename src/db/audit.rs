@@ -50,16 +50,32 @@ pub(crate) async fn append_many(
         let prev = std::mem::replace(&mut prev_hash, hash.clone());
         rows.push((id, entry, details, prev, hash));
     }
-    // Multi-row inserts: one round trip for a whole batch of events.
-    for chunk in rows.chunks(INSERT_ROWS) {
-        let sql = format!(
+    // Multi-row inserts, the last one together with the head update: one round trip for a
+    // whole batch of events (a data-modifying CTE on PostgreSQL, two statements in one
+    // call on SQLite, whose `$N` parameters number the call's arguments as a whole).
+    let sqlite = tx.backend_name() == "SQLite";
+    let chunks: Vec<_> = rows.chunks(INSERT_ROWS).collect();
+    for (index, chunk) in chunks.iter().enumerate() {
+        let insert = format!(
             "INSERT INTO audit_event \
              (audit_event_id, at, actor, action, subject, details, prev_hash, hash) VALUES {}",
             super::values_placeholders(chunk.len(), 8)
         );
+        let last = index + 1 == chunks.len();
+        let head_param = chunk.len() * 8 + 1;
+        let sql = match (last, sqlite) {
+            (false, _) => insert,
+            (true, true) => format!(
+                "{insert}; UPDATE audit_head SET last_hash = ${head_param} WHERE audit_head_id = 1"
+            ),
+            (true, false) => format!(
+                "WITH appended AS ({insert}) \
+                 UPDATE audit_head SET last_hash = ${head_param} WHERE audit_head_id = 1"
+            ),
+        };
         // Not cached: the text differs with the number of rows.
         let mut query = sqlx::query(&sql).persistent(false);
-        for (id, entry, details, prev, hash) in chunk {
+        for (id, entry, details, prev, hash) in chunk.iter() {
             query = query
                 .bind(*id)
                 .bind(&at)
@@ -70,12 +86,11 @@ pub(crate) async fn append_many(
                 .bind(prev)
                 .bind(hash);
         }
+        if last {
+            query = query.bind(&prev_hash);
+        }
         query.execute(&mut **tx).await?;
     }
-    sqlx::query("UPDATE audit_head SET last_hash = $1 WHERE audit_head_id = 1")
-        .bind(&prev_hash)
-        .execute(&mut **tx)
-        .await?;
     Ok(())
 }
 

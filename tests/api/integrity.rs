@@ -10,6 +10,7 @@ backend_tests!(
     uploads_follow_the_window_and_extensions,
     receipts_verify_and_name_a_changed_field,
     audit_chain_holds_under_concurrent_uploads_and_finds_an_edit,
+    audit_chain_links_across_a_many_statement_append,
 );
 
 fn rfc3339_in(seconds: f64) -> String {
@@ -291,4 +292,40 @@ async fn raw_sql(fixture: &Fixture, sql: &str) -> Result<(), sqlx::Error> {
     let mut conn = sqlx::AnyConnection::connect(&url).await?;
     sqlx::raw_sql(sql).execute(&mut conn).await?;
     conn.close().await
+}
+
+/// An import appends more events than one INSERT carries (500 rows), and the head update
+/// rides on the last INSERT: the chain must still verify, and the next append link to it.
+async fn audit_chain_links_across_a_many_statement_append(backend: Backend) {
+    let fixture = Fixture::new(&backend).await;
+    let app = fixture.spawn(|_| {}).await;
+    let mut csv = String::from("nickname,first_name,last_name,email\n");
+    for i in 0..1201 {
+        csv.push_str(&format!("s{i},First,Last,s{i}@example.org\n"));
+    }
+    let response = app
+        .client
+        .post(app.url("/students/import"))
+        .bearer_auth(TOKEN)
+        .body(csv)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let code = app.upload_code("afterimport").await;
+    app.upload_ok(&code, bytes(100, 1)).await;
+
+    let verified = fixture.cli(&["audit", "verify"]);
+    assert!(verified.status.success(), "{verified:?}");
+    assert!(String::from_utf8_lossy(&verified.stdout).contains("audit log intact"));
+    let page: Value = app
+        .get_as_examiner("/audit?after=1200&limit=10")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let events = page["events"].as_array().unwrap();
+    assert!(events.len() >= 2, "{page}");
+    assert_eq!(events[0]["id"], 1201);
+    assert_eq!(events[1]["prev_hash"], events[0]["hash"]);
 }
