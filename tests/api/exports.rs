@@ -99,28 +99,7 @@ async fn export_contains_every_current_file_and_a_manifest(backend: Backend) {
 async fn export_of_a_thousand_students(backend: Backend) {
     let fixture = Fixture::new(&backend).await;
     let app = fixture.spawn(|_| {}).await;
-    let mut csv = String::from("nickname,first_name,last_name,email\n");
-    for i in 0..1000 {
-        csv.push_str(&format!("s{i},First,Last,s{i}@example.org\n"));
-    }
-    let created: serde_json::Value = app
-        .client
-        .post(app.url("/students/import"))
-        .bearer_auth(TOKEN)
-        .body(csv)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let codes: Vec<String> = created["created"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["upload_code"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(codes.len(), 1000);
+    let codes = app.import_students(1000).await;
     let statuses: Vec<u16> = futures_util::stream::iter(codes.iter().enumerate())
         .map(|(i, code)| {
             let app = &app;

@@ -455,6 +455,33 @@ impl TestApp {
         response.json().await.unwrap()
     }
 
+    /// Imports `count` students named `s0`, `s1`, … as one CSV roster and returns their
+    /// upload codes, in order.
+    pub async fn import_students(&self, count: usize) -> Vec<String> {
+        let mut csv = String::from("nickname,first_name,last_name,email\n");
+        for i in 0..count {
+            csv.push_str(&format!("s{i},First,Last,s{i}@example.org\n"));
+        }
+        let response = self
+            .client
+            .post(self.url("/students/import"))
+            .bearer_auth(TOKEN)
+            .body(csv)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        let created: Value = response.json().await.unwrap();
+        let codes: Vec<String> = created["created"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["upload_code"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(codes.len(), count);
+        codes
+    }
+
     /// Registers a student and returns their upload code.
     pub async fn upload_code(&self, nickname: &str) -> String {
         self.create_student(nickname).await["upload_code"]

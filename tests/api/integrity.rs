@@ -299,19 +299,7 @@ async fn raw_sql(fixture: &Fixture, sql: &str) -> Result<(), sqlx::Error> {
 async fn audit_chain_links_across_a_many_statement_append(backend: Backend) {
     let fixture = Fixture::new(&backend).await;
     let app = fixture.spawn(|_| {}).await;
-    let mut csv = String::from("nickname,first_name,last_name,email\n");
-    for i in 0..1201 {
-        csv.push_str(&format!("s{i},First,Last,s{i}@example.org\n"));
-    }
-    let response = app
-        .client
-        .post(app.url("/students/import"))
-        .bearer_auth(TOKEN)
-        .body(csv)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
+    app.import_students(1201).await;
     let code = app.upload_code("afterimport").await;
     app.upload_ok(&code, bytes(100, 1)).await;
 
