@@ -6,7 +6,7 @@ use crate::depository::{Depository, Rules};
 use crate::domain::window::SubmissionWindow;
 use crate::http::auth::ApiKeys;
 use crate::http::limits::{ClientIdentity, FailureLimiter, GlobalBudget, Limits, TRACKED_CLIENTS};
-use crate::http::{AppState, HttpSettings, router};
+use crate::http::{AppState, HttpSettings, Services, router};
 use crate::listener::ConnectionLimits;
 use crate::metrics::Metrics;
 use crate::receipts::ReceiptSigner;
@@ -240,7 +240,7 @@ impl Application {
             );
             first_key
         });
-        let state = AppState {
+        let state = AppState::new(Services {
             depository: Depository::new(db, store, rules(&config, port)?)
                 .with_metrics(metrics)
                 .with_receipts(receipt_signer(&config)?),
@@ -253,7 +253,7 @@ impl Application {
                 body_idle_timeout: Duration::from_secs(config.body_idle_timeout_seconds),
                 cors_origins: cors_origins(&config)?,
             }),
-        };
+        });
         Ok(Self {
             listener,
             state,

@@ -19,8 +19,11 @@ pub async fn pong() -> &'static str {
     (status = 200, description = "demo mode is on", body = Token),
     (status = 404, description = "demo mode is off", body = ErrorBody)))]
 pub async fn auth_token(State(state): State<AppState>) -> Response {
-    match state.demo_token {
-        Some(token) => Json(Token { token }).into_response(),
+    match &state.demo_token {
+        Some(token) => Json(Token {
+            token: token.clone(),
+        })
+        .into_response(),
         None => not_found().await,
     }
 }

@@ -34,9 +34,27 @@ use tracing::Level;
 
 pub use openapi::ApiDoc;
 
-/// Everything a handler may need.
+/// Everything a handler may need. Axum clones the state for every request (and every
+/// middleware with state), so it is one reference-counted pointer.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl AppState {
+    /// Shares `services` between the routes.
+    pub fn new(services: Services) -> Self {
+        Self(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// What the routes share.
+pub struct Services {
     /// The core.
     pub depository: Depository,
     /// Examiner keys.
