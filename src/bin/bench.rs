@@ -311,35 +311,48 @@ fn digest_cost_ms(data: &[u8]) -> f64 {
     started.elapsed().as_secs_f64() * 1000.0 / rounds as f64
 }
 
-/// Moving the same bytes over HTTP and nothing else: the load generator's multipart POSTs to
-/// a server in this process that reads each body and throws it away. Together with the
-/// digests and the store's own work, this is what any upload must cost the machine.
-async fn http_transfer_phase(data: &bytes::Bytes, args: &Args) -> anyhow::Result<Phase> {
+/// Serves `handler` over HTTP/1.1 on a loopback port of this process, for the floors: the
+/// base URL, and the task to abort afterwards.
+async fn serve_in_process<F, Fut>(
+    handler: F,
+) -> anyhow::Result<(String, tokio::task::JoinHandle<()>)>
+where
+    F: Fn(hyper::Request<hyper::body::Incoming>) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<hyper::Response<axum::body::Body>, hyper::http::Error>>
+        + Send
+        + 'static,
+{
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
-    let sink = tokio::spawn(async move {
+    let server = tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             let _ = stream.set_nodelay(true);
+            let service = hyper::service::service_fn(handler.clone());
             tokio::spawn(async move {
-                let discard = hyper::service::service_fn(
-                    |request: hyper::Request<hyper::body::Incoming>| async move {
-                        let mut body =
-                            axum::body::Body::new(request.into_body()).into_data_stream();
-                        let mut complete = true;
-                        while let Some(chunk) = body.next().await {
-                            complete &= chunk.is_ok();
-                        }
-                        hyper::Response::builder()
-                            .status(if complete { 201 } else { 400 })
-                            .body(axum::body::Body::from("{}"))
-                    },
-                );
                 let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), discard)
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                     .await;
             });
         }
     });
+    Ok((base, server))
+}
+
+/// Moving the same bytes over HTTP and nothing else: the load generator's multipart POSTs to
+/// a server in this process that reads each body and throws it away. Together with the
+/// digests and the store's own work, this is what any upload must cost the machine.
+async fn http_transfer_phase(data: &bytes::Bytes, args: &Args) -> anyhow::Result<Phase> {
+    let (base, sink) = serve_in_process(|request| async move {
+        let mut body = axum::body::Body::new(request.into_body()).into_data_stream();
+        let mut complete = true;
+        while let Some(chunk) = body.next().await {
+            complete &= chunk.is_ok();
+        }
+        hyper::Response::builder()
+            .status(if complete { 201 } else { 400 })
+            .body(axum::body::Body::from("{}"))
+    })
+    .await?;
     let load = LoadClient::new(&base)?;
     let (count, deadline) = raw_phase_length(args);
     let phase = run_until(
@@ -365,26 +378,14 @@ async fn http_transfer_phase(data: &bytes::Bytes, args: &Args) -> anyhow::Result
 /// read, this bounds what any export of these bytes can reach. MiB/s.
 async fn http_stream_floor(client: &reqwest::Client, total: u64) -> anyhow::Result<f64> {
     const CHUNK: usize = 256 * 1024;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}/", listener.local_addr()?);
-    let server = tokio::spawn(async move {
-        let Ok((stream, _)) = listener.accept().await else {
-            return;
-        };
-        let _ = stream.set_nodelay(true);
-        let chunk = bytes::Bytes::from(vec![7u8; CHUNK]);
-        let respond =
-            hyper::service::service_fn(move |_: hyper::Request<hyper::body::Incoming>| {
-                let chunks = (total as usize).div_ceil(CHUNK);
-                let body = futures_util::stream::iter(
-                    std::iter::repeat_n(chunk.clone(), chunks).map(Ok::<_, std::io::Error>),
-                );
-                async move { hyper::Response::builder().body(axum::body::Body::from_stream(body)) }
-            });
-        let _ = hyper::server::conn::http1::Builder::new()
-            .serve_connection(hyper_util::rt::TokioIo::new(stream), respond)
-            .await;
-    });
+    let chunk = bytes::Bytes::from(vec![7u8; CHUNK]);
+    let (base, server) = serve_in_process(move |_| {
+        let chunks = std::iter::repeat_n(chunk.clone(), (total as usize).div_ceil(CHUNK));
+        let body = futures_util::stream::iter(chunks.map(Ok::<_, std::io::Error>));
+        async move { hyper::Response::builder().body(axum::body::Body::from_stream(body)) }
+    })
+    .await?;
+    let url = format!("{base}/");
     progress("HTTP stream floor");
     let started = Instant::now();
     let mut received = 0u64;
