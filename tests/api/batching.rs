@@ -2,7 +2,7 @@
 //! fails on its own, and an upload's record keeps its guarantees inside a shared batch.
 
 use crate::backend_tests;
-use crate::helpers::{Backend, Fixture, after_leases, audit, bytes, sha256_hex};
+use crate::helpers::{Backend, Fixture, audit_after_leases, bytes, sha256_hex};
 use exam_depository::db::{BatchOp, BatchOutcome, CommitOutcome, NewSubmission, UploadCommit};
 use exam_depository::domain::audit::AuditEntry;
 use exam_depository::domain::{codes, time};
@@ -56,7 +56,7 @@ async fn one_failing_write_in_a_batch_fails_alone(backend: Backend) {
     let verify = fixture.cli(&["audit", "verify"]);
     assert!(verify.status.success(), "{verify:?}");
     // The reservation without an object is swept like any abandoned upload.
-    audit(&app.state.depository, after_leases(&app.state.depository)).await;
+    audit_after_leases(&app.state.depository).await;
 }
 
 async fn an_upload_record_redraws_a_taken_code_and_gives_back_a_lost_reservation(backend: Backend) {
@@ -148,7 +148,7 @@ async fn an_upload_record_redraws_a_taken_code_and_gives_back_a_lost_reservation
         depository.store.delete(&old).await.unwrap();
         depository.db.deletion_done(&old).await.unwrap();
     }
-    audit(depository, after_leases(depository)).await;
+    audit_after_leases(depository).await;
 }
 
 /// The group-commit task keeps the writer connection while batches queue up; other writes

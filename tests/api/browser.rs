@@ -191,12 +191,12 @@ async fn a_student_uploads_through_the_page_and_the_receipt_downloads_the_same_b
         .unwrap();
     let receipt_file = fixture.data_dir.path().join("receipt-from-page.json");
     std::fs::write(&receipt_file, receipt.as_str().unwrap()).unwrap();
-    let verified = std::process::Command::new(env!("CARGO_BIN_EXE_exam-depository"))
-        .args(["verify-receipt", receipt_file.to_str().unwrap()])
-        .env_clear()
-        .env("DATA_DIR", fixture.data_dir.path())
-        .output()
-        .unwrap();
+    let verified = crate::process::output_of(
+        crate::process::binary()
+            .args(["verify-receipt", receipt_file.to_str().unwrap()])
+            .env_clear()
+            .env("DATA_DIR", fixture.data_dir.path()),
+    );
     assert!(verified.status.success(), "{verified:?}");
 
     // The verification page hands out a working link.

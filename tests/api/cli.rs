@@ -1,7 +1,7 @@
 //! The command line as an operator's script sees it: output and exit codes.
 
 use crate::helpers::{Backend, Fixture};
-use std::process::Command;
+use crate::process::{binary, output_of};
 
 async fn migrate_sweep_and_errors(backend: Backend) {
     let fixture = Fixture::new(&backend).await;
@@ -26,13 +26,13 @@ crate::backend_tests!(migrate_sweep_and_errors);
 #[tokio::test]
 async fn failures_exit_non_zero_with_a_clear_message() {
     let fixture = Fixture::new(&Backend::Embedded).await;
-    let output = Command::new(env!("CARGO_BIN_EXE_exam-depository"))
-        .arg("migrate")
-        .env_clear()
-        .env("DATABASE_URL", "mysql://localhost/exam")
-        .env("DATA_DIR", fixture.data_dir.path())
-        .output()
-        .unwrap();
+    let output = output_of(
+        binary()
+            .arg("migrate")
+            .env_clear()
+            .env("DATABASE_URL", "mysql://localhost/exam")
+            .env("DATA_DIR", fixture.data_dir.path()),
+    );
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -40,16 +40,10 @@ async fn failures_exit_non_zero_with_a_clear_message() {
         "{stderr}"
     );
 
-    let usage = Command::new(env!("CARGO_BIN_EXE_exam-depository"))
-        .arg("no-such-command")
-        .output()
-        .unwrap();
+    let usage = output_of(binary().arg("no-such-command"));
     assert_eq!(usage.status.code(), Some(2), "usage errors exit 2");
 
-    let help = Command::new(env!("CARGO_BIN_EXE_exam-depository"))
-        .arg("--help")
-        .output()
-        .unwrap();
+    let help = output_of(binary().arg("--help"));
     let text = String::from_utf8_lossy(&help.stdout);
     for needle in [
         "serve",

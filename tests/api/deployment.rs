@@ -73,12 +73,12 @@ fn dockerfile_runs_the_binary_as_a_non_root_user_with_a_health_check() {
 
 #[test]
 fn healthcheck_command_reports_the_local_server() {
-    let down = std::process::Command::new(env!("CARGO_BIN_EXE_exam-depository"))
-        .arg("healthcheck")
-        .env_clear()
-        .env("PORT", "1")
-        .output()
-        .unwrap();
+    let down = crate::process::output_of(
+        crate::process::binary()
+            .arg("healthcheck")
+            .env_clear()
+            .env("PORT", "1"),
+    );
     assert_eq!(down.status.code(), Some(1), "nothing listens on port 1");
 }
 
@@ -87,12 +87,12 @@ async fn healthcheck_command_passes_against_a_running_server() {
     let fixture = crate::helpers::Fixture::new(&crate::helpers::Backend::Embedded).await;
     let server = crate::process::ServerProcess::start(&fixture).await;
     let port = server.address().rsplit(':').next().unwrap().to_owned();
-    let up = std::process::Command::new(env!("CARGO_BIN_EXE_exam-depository"))
-        .arg("healthcheck")
-        .env_clear()
-        .env("PORT", &port)
-        .output()
-        .unwrap();
+    let up = crate::process::output_of(
+        crate::process::binary()
+            .arg("healthcheck")
+            .env_clear()
+            .env("PORT", &port),
+    );
     assert!(up.status.success(), "{up:?}");
     server.kill().await;
 }

@@ -3,7 +3,7 @@
 
 use crate::backend_tests;
 use crate::faults::{Faults, FaultyStore, FreezableProxy};
-use crate::helpers::{Backend, Fixture, MIB, TestApp, after_leases, audit, bytes, slow_part};
+use crate::helpers::{Backend, Fixture, MIB, TestApp, audit, audit_after_leases, bytes, slow_part};
 use crate::process::ServerProcess;
 use serde_json::Value;
 use std::sync::Arc;
@@ -124,7 +124,7 @@ async fn crash_between_storing_and_committing_converges_after_a_sweep(backend: B
     let early = depository.sweep_once().await.unwrap();
     assert_eq!(early.deleted, 0);
     // … and once it has lapsed, removes it.
-    audit(depository, after_leases(depository)).await;
+    audit_after_leases(depository).await;
     assert_eq!(depository.store.list_keys().await.unwrap().len(), 1);
     assert_eq!(app.download(&kept).await.status(), 200);
 }
@@ -203,7 +203,7 @@ async fn server_killed_during_uploads_loses_nothing_and_leaves_nothing(backend: 
     server.kill().await;
     let depository = fixture.depository().await;
     // Objects of interrupted uploads are gone after one sweep past the reservation lease.
-    audit(&depository, after_leases(&depository)).await;
+    audit_after_leases(&depository).await;
 }
 
 async fn sigterm_lets_uploads_in_flight_finish(backend: Backend) {
@@ -302,7 +302,7 @@ async fn storage_outage_fails_fast_and_recovers(backend: Backend) {
     }
     assert!(ready, "recovers by itself");
     app.upload_ok(&code, bytes(1000, 3)).await;
-    audit(&app.state.depository, after_leases(&app.state.depository)).await;
+    audit_after_leases(&app.state.depository).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -363,7 +363,7 @@ async fn database_outage_fails_fast_and_recovers() {
         "the failed upload used no attempt"
     );
     app.upload_ok(&code, bytes(1000, 3)).await;
-    audit(&app.state.depository, after_leases(&app.state.depository)).await;
+    audit_after_leases(&app.state.depository).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

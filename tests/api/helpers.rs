@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 pub const TOKEN: &str = "test-examiner-key";
@@ -214,12 +214,12 @@ impl Fixture {
 
     /// Runs the CLI with this fixture's environment (and nothing else).
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
-        std::process::Command::new(env!("CARGO_BIN_EXE_exam-depository"))
-            .args(args)
-            .env_clear()
-            .envs(self.service_env())
-            .output()
-            .unwrap()
+        crate::process::output_of(
+            crate::process::binary()
+                .args(args)
+                .env_clear()
+                .envs(self.service_env()),
+        )
     }
 
     /// The core on this fixture's database and store, without a server (for audits after
@@ -585,8 +585,30 @@ pub async fn audit(depository: &Depository, now: chrono::DateTime<chrono::Utc>) 
     assert_eq!(mismatched, 0, "uploads_used equals accepted submissions");
 }
 
+/// [`audit`] as of the moment every reservation and claim has lapsed, once the store's
+/// keys have stopped changing: a PUT whose body S3 had fully received when the server was
+/// killed (or the request cancelled) can still land a moment later, in real time, while
+/// the sweep pretends the lease is long over.
+pub async fn audit_after_leases(depository: &Depository) {
+    let mut keys = depository.store.list_keys().await.unwrap();
+    let (mut unchanged_since, give_up) = (Instant::now(), Instant::now() + SETTLE_AT_MOST);
+    while unchanged_since.elapsed() < SETTLED_AFTER && Instant::now() < give_up {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = depository.store.list_keys().await.unwrap();
+        if now != keys {
+            (keys, unchanged_since) = (now, Instant::now());
+        }
+    }
+    audit(depository, after_leases(depository)).await;
+}
+
+/// The store counts as settled when its keys stayed the same this long …
+const SETTLED_AFTER: Duration = Duration::from_secs(2);
+/// … waited for at most this long.
+const SETTLE_AT_MOST: Duration = Duration::from_secs(20);
+
 /// `now` plus the time after which every reservation and claim has lapsed.
-pub fn after_leases(depository: &Depository) -> chrono::DateTime<chrono::Utc> {
+fn after_leases(depository: &Depository) -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now()
         + chrono::Duration::from_std(depository.reservation_lease()).unwrap()
         + chrono::Duration::seconds(1)

@@ -2,7 +2,7 @@
 
 use crate::helpers::{Fixture, TOKEN};
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
 
 pub struct ServerProcess {
@@ -110,4 +110,65 @@ impl ServerProcess {
             .unwrap()
             .code()
     }
+}
+
+/// How long a CLI command may take in a test before it counts as hung.
+const CLI_DEADLINE: Duration = Duration::from_secs(60);
+
+/// A command for the real binary.
+pub fn binary() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_exam-depository"))
+}
+
+/// Runs `command` with no input and returns what it printed once it exits.
+///
+/// Its output goes to files, so only the process itself is waited for (`Command::output`
+/// also waits for end of file on its pipes). A command still running after a minute is
+/// killed and fails the test, with where its threads were blocked and what it printed.
+pub fn output_of(command: &mut std::process::Command) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let (stdout, stderr) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&stdout).unwrap())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + CLI_DEADLINE;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let threads = blocked_threads(child.id());
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{command:?} still ran after {CLI_DEADLINE:?}\nthreads: {threads}\nstderr: {}",
+                String::from_utf8_lossy(&std::fs::read(&stderr).unwrap())
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    std::process::Output {
+        status,
+        stdout: std::fs::read(&stdout).unwrap(),
+        stderr: std::fs::read(&stderr).unwrap(),
+    }
+}
+
+/// `name: kernel wait channel` for each thread of a process (Linux).
+fn blocked_threads(pid: u32) -> String {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return "unknown".into();
+    };
+    tasks
+        .flatten()
+        .map(|task| {
+            let read =
+                |file: &str| std::fs::read_to_string(task.path().join(file)).unwrap_or_default();
+            format!("{}: {}", read("comm").trim(), read("wchan").trim())
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }

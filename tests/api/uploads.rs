@@ -353,18 +353,18 @@ async fn storage_failure_answers_500_and_records_an_error(backend: Backend) {
     assert!(errors[0].cause.is_some());
 
     // The operator's view: `exam-depository errors`.
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_exam-depository"))
-        .args(["errors", "--last", "5"])
-        .env_clear()
-        .env("DATA_DIR", fixture.data_dir.path())
-        .envs(
-            fixture
-                .database_url
-                .as_ref()
-                .map(|url| ("DATABASE_URL", url)),
-        )
-        .output()
-        .unwrap();
+    let output = crate::process::output_of(
+        crate::process::binary()
+            .args(["errors", "--last", "5"])
+            .env_clear()
+            .env("DATA_DIR", fixture.data_dir.path())
+            .envs(
+                fixture
+                    .database_url
+                    .as_ref()
+                    .map(|url| ("DATABASE_URL", url)),
+            ),
+    );
     assert!(output.status.success(), "{output:?}");
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert_eq!(stdout.lines().count(), 2, "{stdout}");
