@@ -1,19 +1,27 @@
 //! The ZIP export: every student's current file as `<nickname>/<original file name>` plus a
-//! `manifest.csv`, streamed through a bounded channel so memory stays flat whatever the
-//! archive size. A storage failure mid-way ends the stream with an error, never with a
-//! well-formed but incomplete archive.
+//! `manifest.csv`, streamed so memory stays flat whatever the archive size. A storage
+//! failure mid-way ends the stream with an error, never with a well-formed but incomplete
+//! archive.
+//!
+//! The ZIP writer runs inside the response body's `poll_next`, writing into a small buffer
+//! that the body hands to hyper when it fills: no task and no channel between the archive
+//! and the socket, so a chunk costs no thread wake-up on its way out.
 
 use super::{Depository, DepositoryError};
 use async_zip::base::write::ZipFileWriter;
 use async_zip::{Compression, ZipEntryBuilder};
-use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
-use tokio::sync::mpsc;
-use tokio_util::io::{CopyToBytes, SinkWriter};
-use tokio_util::sync::PollSender;
+use bytes::{Bytes, BytesMut};
+use futures_util::future::BoxFuture;
+use futures_util::{Stream, StreamExt};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 
 /// A chunk of the archive, or the error that ended it.
 pub type ArchiveChunk = Result<Bytes, std::io::Error>;
+
+/// Archive bytes are handed out in chunks of about this size.
+const CHUNK: usize = 256 * 1024;
 
 const MANIFEST_HEADER: &str =
     "nickname,first_name,last_name,verification_code,size_bytes,sha256,uploaded_at,file\r\n";
@@ -26,24 +34,108 @@ fn csv_field(value: &str) -> String {
     }
 }
 
-impl Depository {
-    /// Starts writing the archive; chunks arrive on the returned channel.
-    pub async fn export_archive(&self) -> Result<mpsc::Receiver<ArchiveChunk>, DepositoryError> {
-        let entries = self.db.current_submissions().await?;
-        let (sender, receiver) = mpsc::channel::<ArchiveChunk>(8);
-        let this = self.clone();
-        tokio::spawn(async move {
-            let failure = sender.clone();
-            let sink = PollSender::new(sender)
-                .sink_map_err(|_| std::io::Error::other("the client went away"))
-                .with(|chunk: Bytes| std::future::ready(Ok::<_, std::io::Error>(Ok(chunk))));
-            let writer = SinkWriter::new(CopyToBytes::new(sink));
-            if let Err(error) = this.write_archive(writer, entries).await {
-                tracing::error!(%error, "export failed mid-stream");
-                let _ = failure.send(Err(std::io::Error::other(error))).await;
+/// The archive being written, as a stream of chunks.
+pub struct ArchiveStream {
+    writing: Option<BoxFuture<'static, Result<(), String>>>,
+    buffer: Arc<Mutex<BytesMut>>,
+    /// Why writing stopped, reported once the bytes before it are out.
+    failure: Option<std::io::Error>,
+    /// Whether the stream said "not ready" once after the failure.
+    flushed_before_failure: bool,
+}
+
+/// The writer's end of [`ArchiveStream`]'s buffer.
+struct BufferWriter(Arc<Mutex<BytesMut>>);
+
+impl tokio::io::AsyncWrite for BufferWriter {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let mut buffer = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if buffer.len() >= CHUNK {
+            // Full: `ArchiveStream::poll_next` hands the chunk out and polls the writer again.
+            return Poll::Pending;
+        }
+        if buffer.capacity() == 0 {
+            buffer.reserve(CHUNK);
+        }
+        let taken = data.len().min(CHUNK - buffer.len());
+        buffer.extend_from_slice(&data[..taken]);
+        Poll::Ready(Ok(taken))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl ArchiveStream {
+    fn take_chunk(&self) -> Option<Bytes> {
+        let mut buffer = self.buffer.lock().unwrap_or_else(PoisonError::into_inner);
+        (!buffer.is_empty()).then(|| buffer.split().freeze())
+    }
+}
+
+impl Stream for ArchiveStream {
+    type Item = ArchiveChunk;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<ArchiveChunk>> {
+        let this = self.get_mut();
+        if let Some(writing) = &mut this.writing {
+            let full = this
+                .buffer
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .len()
+                >= CHUNK;
+            if !full {
+                match writing.as_mut().poll(cx) {
+                    Poll::Pending => {}
+                    Poll::Ready(Ok(())) => this.writing = None,
+                    Poll::Ready(Err(error)) => {
+                        this.writing = None;
+                        tracing::error!(%error, "export failed mid-stream");
+                        this.failure = Some(std::io::Error::other(error));
+                    }
+                }
             }
-        });
-        Ok(receiver)
+        }
+        match (this.take_chunk(), &this.writing) {
+            (Some(chunk), _) => Poll::Ready(Some(Ok(chunk))),
+            (None, Some(_)) => Poll::Pending,
+            (None, None) if this.failure.is_some() && !this.flushed_before_failure => {
+                // Not ready once more, so that hyper flushes what it was given (the headers
+                // and the bytes before the failure) before the error aborts the response.
+                this.flushed_before_failure = true;
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            (None, None) => Poll::Ready(this.failure.take().map(Err)),
+        }
+    }
+}
+
+impl Depository {
+    /// The archive, written as the returned stream is polled.
+    pub async fn export_archive(&self) -> Result<ArchiveStream, DepositoryError> {
+        let entries = self.db.current_submissions().await?;
+        let buffer = Arc::new(Mutex::new(BytesMut::new()));
+        let writer = BufferWriter(buffer.clone());
+        let this = self.clone();
+        Ok(ArchiveStream {
+            writing: Some(Box::pin(async move {
+                this.write_archive(writer, entries).await
+            })),
+            buffer,
+            failure: None,
+            flushed_before_failure: false,
+        })
     }
 
     async fn write_archive<W>(

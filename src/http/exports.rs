@@ -8,7 +8,6 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use tokio_stream::wrappers::ReceiverStream;
 
 /// Every student's current file as `<nickname>/<original file name>` plus `manifest.csv`
 /// (nickname, first and last name, verification code, size, SHA-256, uploaded at), streamed.
@@ -39,7 +38,7 @@ pub async fn export_submissions(
             ),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
         ],
-        Body::from_stream(ReceiverStream::new(chunks)),
+        Body::from_stream(chunks),
     )
         .into_response())
 }
