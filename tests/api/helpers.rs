@@ -590,11 +590,15 @@ pub async fn audit(depository: &Depository, now: chrono::DateTime<chrono::Utc>) 
 /// killed (or the request cancelled) can still land a moment later, in real time, while
 /// the sweep pretends the lease is long over.
 pub async fn audit_after_leases(depository: &Depository) {
-    let mut keys = depository.store.list_keys().await.unwrap();
+    let stored = || async {
+        let keys = depository.store.list_keys().await.unwrap();
+        keys.into_iter().collect::<BTreeSet<_>>()
+    };
+    let mut keys = stored().await;
     let (mut unchanged_since, give_up) = (Instant::now(), Instant::now() + SETTLE_AT_MOST);
     while unchanged_since.elapsed() < SETTLED_AFTER && Instant::now() < give_up {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let now = depository.store.list_keys().await.unwrap();
+        let now = stored().await;
         if now != keys {
             (keys, unchanged_since) = (now, Instant::now());
         }
