@@ -153,3 +153,41 @@ async fn a_storage_error_mid_stream_fails_the_download_instead_of_truncating_it(
     let body: Result<Vec<_>, _> = response.bytes_stream().try_collect().await;
     assert!(body.is_err(), "the transfer fails visibly");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_hanging_up_mid_export_stops_the_reads() {
+    let fixture = Fixture::new(&Backend::Embedded).await;
+    let faults = Arc::new(Faults::default());
+    let handle = faults.clone();
+    let app = TestApp::spawn_with(fixture.config(), move |inner| {
+        Arc::new(FaultyStore {
+            inner,
+            faults: handle,
+        })
+    })
+    .await;
+    // 48 MiB of files: far more than the socket buffers between the server and the client.
+    let codes = app.import_students(48).await;
+    for (i, code) in codes.iter().enumerate() {
+        app.upload_ok(code, bytes(1024 * 1024, i as u8)).await;
+    }
+    let mut response = app.get_as_examiner("/exports/submissions.zip").await;
+    assert_eq!(response.status(), 200);
+    assert!(response.chunk().await.unwrap().is_some());
+    drop(response);
+
+    let mut reads = faults.gets.load(Ordering::SeqCst);
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let now = faults.gets.load(Ordering::SeqCst);
+        if now == reads {
+            break;
+        }
+        reads = now;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(faults.gets.load(Ordering::SeqCst), reads, "reading stopped");
+    assert!(reads < 48, "the export stopped after {reads} of 48 files");
+    // The server is unharmed: the next export is whole.
+    assert_eq!(unzip(fetch_zip(&app).await).await.len(), 49);
+}

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use exam_depository::storage::{BlobStore, ByteStream, ObjectHeaders, StorageError};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -19,6 +19,8 @@ pub struct Faults {
     pub fail_delete: AtomicBool,
     /// `get` fails.
     pub fail_get: AtomicBool,
+    /// How many times `get` was called.
+    pub gets: AtomicUsize,
 }
 
 pub struct FaultyStore {
@@ -54,6 +56,7 @@ impl BlobStore for FaultyStore {
         self.inner.list_keys().await
     }
     async fn get(&self, key: &str) -> Result<ByteStream, StorageError> {
+        self.faults.gets.fetch_add(1, Ordering::SeqCst);
         if self.faults.fail_get.load(Ordering::SeqCst) {
             return Err(StorageError::Other("injected read failure".into()));
         }
