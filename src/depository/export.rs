@@ -9,7 +9,7 @@
 
 use super::{Depository, DepositoryError};
 use async_zip::base::write::ZipFileWriter;
-use async_zip::{Compression, ZipEntryBuilder};
+use async_zip::{Compression, ZipDateTime, ZipEntryBuilder};
 use bytes::{Bytes, BytesMut};
 use futures_util::future::BoxFuture;
 use futures_util::{Stream, StreamExt};
@@ -25,6 +25,14 @@ const CHUNK: usize = 256 * 1024;
 
 const MANIFEST_HEADER: &str =
     "nickname,first_name,last_name,verification_code,size_bytes,sha256,uploaded_at,file\r\n";
+
+/// An entry's modification time: the upload time for files (UTC; ZIP times have no zone).
+fn zip_time(stored: &str) -> ZipDateTime {
+    let at = chrono::DateTime::parse_from_rfc3339(stored)
+        .map(|at| at.to_utc())
+        .unwrap_or_else(|_| chrono::Utc::now());
+    ZipDateTime::from_chrono(&at)
+}
 
 fn csv_field(value: &str) -> String {
     if value.contains([',', '"', '\r', '\n']) {
@@ -162,7 +170,8 @@ impl Depository {
                 csv_field(&path),
             ));
         }
-        let entry = ZipEntryBuilder::new("manifest.csv".into(), Compression::Stored);
+        let entry = ZipEntryBuilder::new("manifest.csv".into(), Compression::Stored)
+            .last_modification_date(ZipDateTime::from_chrono(&chrono::Utc::now()));
         zip.write_entry_whole(entry, manifest.as_bytes())
             .await
             .map_err(|e| e.to_string())?;
@@ -173,7 +182,8 @@ impl Depository {
                 .get(&submission.storage_key)
                 .await
                 .map_err(|e| format!("reading {path}: {e}"))?;
-            let entry = ZipEntryBuilder::new(path.clone().into(), Compression::Stored);
+            let entry = ZipEntryBuilder::new(path.clone().into(), Compression::Stored)
+                .last_modification_date(zip_time(&submission.created_at));
             let mut file = zip
                 .write_entry_stream(entry)
                 .await

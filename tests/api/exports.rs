@@ -44,6 +44,20 @@ async fn unzip(archive: Vec<u8>) -> BTreeMap<String, Vec<u8>> {
     files
 }
 
+/// Each entry's name and modification time.
+async fn entry_dates(archive: Vec<u8>) -> Vec<(String, chrono::DateTime<chrono::Utc>)> {
+    let reader = ZipFileReader::new(archive).await.unwrap();
+    reader
+        .file()
+        .entries()
+        .iter()
+        .map(|entry| {
+            let date = entry.last_modification_date().as_chrono().single().unwrap();
+            (entry.filename().as_str().unwrap().to_owned(), date)
+        })
+        .collect()
+}
+
 async fn export_contains_every_current_file_and_a_manifest(backend: Backend) {
     let fixture = Fixture::new(&backend).await;
     let app = fixture.spawn(|_| {}).await;
@@ -70,7 +84,9 @@ async fn export_contains_every_current_file_and_a_manifest(backend: Backend) {
     )
     .await;
 
-    let files = unzip(fetch_zip(&app).await).await;
+    let archive = fetch_zip(&app).await;
+    let dates = entry_dates(archive.clone()).await;
+    let files = unzip(archive).await;
     let names: Vec<&str> = files.keys().map(String::as_str).collect();
     assert_eq!(
         names,
@@ -91,6 +107,21 @@ async fn export_contains_every_current_file_and_a_manifest(backend: Backend) {
     assert!(lines[1].ends_with(",\"ada/final, v2.pdf\""));
     assert!(lines[2].starts_with("bob,"));
     assert_eq!(lines.len(), 3);
+    // Each file carries its upload time (ZIP times count in 2 s steps).
+    for line in &lines[1..] {
+        let nickname = line.split(',').next().unwrap();
+        let uploaded_at = line.split(',').nth(6).unwrap();
+        let uploaded_at = chrono::DateTime::parse_from_rfc3339(uploaded_at).unwrap();
+        let (_, date) = dates
+            .iter()
+            .find(|(name, _)| name.starts_with(&format!("{nickname}/")))
+            .unwrap();
+        let off = (*date - uploaded_at.to_utc()).num_milliseconds().abs();
+        assert!(
+            off < 2000,
+            "{nickname}: {date} for an upload at {uploaded_at}"
+        );
+    }
 
     let unauthenticated = app.get("/exports/submissions.zip").await;
     assert_eq!(unauthenticated.status(), 401);
