@@ -1,12 +1,11 @@
 //! The ZIP export: contents, manifest, scale, and failure mid-stream.
 
 use crate::backend_tests;
-use crate::faults::{Faults, FaultyStore};
+use crate::faults::spawn_faulty;
 use crate::helpers::{Backend, Fixture, TOKEN, TestApp, bytes, sha256_hex};
 use async_zip::base::read::mem::ZipFileReader;
 use futures_util::{StreamExt, TryStreamExt};
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 backend_tests!(
@@ -155,15 +154,7 @@ async fn export_of_a_thousand_students(backend: Backend) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_storage_error_mid_stream_fails_the_download_instead_of_truncating_it() {
     let fixture = Fixture::new(&Backend::Embedded).await;
-    let faults = Arc::new(Faults::default());
-    let handle = faults.clone();
-    let app = TestApp::spawn_with(fixture.config(), move |inner| {
-        Arc::new(FaultyStore {
-            inner,
-            faults: handle,
-        })
-    })
-    .await;
+    let (app, faults) = spawn_faulty(&fixture).await;
     for name in ["one", "two"] {
         let code = app.upload_code(name).await;
         app.upload_ok(&code, bytes(100_000, 1)).await;
@@ -188,15 +179,7 @@ async fn a_storage_error_mid_stream_fails_the_download_instead_of_truncating_it(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_hanging_up_mid_export_stops_the_reads() {
     let fixture = Fixture::new(&Backend::Embedded).await;
-    let faults = Arc::new(Faults::default());
-    let handle = faults.clone();
-    let app = TestApp::spawn_with(fixture.config(), move |inner| {
-        Arc::new(FaultyStore {
-            inner,
-            faults: handle,
-        })
-    })
-    .await;
+    let (app, faults) = spawn_faulty(&fixture).await;
     // 48 MiB of files: far more than the socket buffers between the server and the client.
     let codes = app.import_students(48).await;
     for (i, code) in codes.iter().enumerate() {

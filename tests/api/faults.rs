@@ -1,6 +1,7 @@
 //! Fault injection: a store wrapper with switchable failures, and a TCP proxy that can
 //! freeze a dependency the way SIGSTOP would, without touching the shared servers.
 
+use crate::helpers::{Fixture, TestApp};
 use async_trait::async_trait;
 use exam_depository::storage::{BlobStore, ByteStream, ObjectHeaders, StorageError};
 use std::path::Path;
@@ -26,6 +27,20 @@ pub struct Faults {
 pub struct FaultyStore {
     pub inner: Arc<dyn BlobStore>,
     pub faults: Arc<Faults>,
+}
+
+/// A server whose store is wrapped in a [`FaultyStore`], and the switches of its faults.
+pub async fn spawn_faulty(fixture: &Fixture) -> (TestApp, Arc<Faults>) {
+    let faults = Arc::new(Faults::default());
+    let handle = faults.clone();
+    let app = TestApp::spawn_with(fixture.config(), move |inner| {
+        Arc::new(FaultyStore {
+            inner,
+            faults: handle,
+        })
+    })
+    .await;
+    (app, faults)
 }
 
 #[async_trait]

@@ -2,11 +2,10 @@
 //! crashes and graceful shutdown. Each test ends with an audit of the invariants.
 
 use crate::backend_tests;
-use crate::faults::{Faults, FaultyStore, FreezableProxy};
-use crate::helpers::{Backend, Fixture, MIB, TestApp, audit, audit_after_leases, bytes, slow_part};
+use crate::faults::{FreezableProxy, spawn_faulty};
+use crate::helpers::{Backend, Fixture, MIB, audit, audit_after_leases, bytes, slow_part};
 use crate::process::ServerProcess;
 use serde_json::Value;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
@@ -75,19 +74,6 @@ async fn client_hanging_up_mid_body_uses_no_attempt(backend: Backend) {
     app.audit().await;
     app.upload_ok(&code, bytes(100, 1)).await;
     app.audit().await;
-}
-
-async fn spawn_faulty(fixture: &Fixture) -> (TestApp, Arc<Faults>) {
-    let faults = Arc::new(Faults::default());
-    let handle = faults.clone();
-    let app = TestApp::spawn_with(fixture.config(), move |inner| {
-        Arc::new(FaultyStore {
-            inner,
-            faults: handle,
-        })
-    })
-    .await;
-    (app, faults)
 }
 
 async fn crash_between_storing_and_committing_converges_after_a_sweep(backend: Backend) {
