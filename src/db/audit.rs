@@ -2,7 +2,7 @@
 //! change they record, as its last statements: the row lock on `audit_head` orders every
 //! append (across replicas), and taking it last keeps lock order the same everywhere.
 
-use super::{Db, DbError};
+use super::{Db, DbError, DbKind, kind_of, placeholder};
 use crate::domain::audit::{AuditEntry, AuditEvent, event_hash};
 use crate::domain::time;
 use sqlx::Row;
@@ -17,6 +17,10 @@ pub(crate) async fn append(
     append_many(tx, std::slice::from_ref(entry)).await
 }
 
+/// Takes ids for `$1` events: the new head's `seq` and the `last_hash` before them.
+const TAKE_IDS: &str =
+    "UPDATE audit_head SET seq = seq + $1 WHERE audit_head_id = 1 RETURNING seq, last_hash";
+
 /// Appends events in order: one head update to take their ids, multi-row inserts, one head
 /// update to record the last hash.
 pub(crate) async fn append_many(
@@ -26,72 +30,148 @@ pub(crate) async fn append_many(
     if entries.is_empty() {
         return Ok(());
     }
-    let head = sqlx::query(
-        "UPDATE audit_head SET seq = seq + $1 WHERE audit_head_id = 1 RETURNING seq, last_hash",
-    )
-    .bind(entries.len() as i64)
-    .fetch_one(&mut **tx)
-    .await?;
-    let last_id: i64 = head.try_get("seq")?;
-    let mut prev_hash: String = head.try_get("last_hash")?;
-    let at = time::now();
-    let mut rows = Vec::with_capacity(entries.len());
-    for (id, entry) in (last_id - entries.len() as i64 + 1..).zip(entries) {
-        let details = entry.details.to_string();
-        let hash = event_hash(
-            id,
-            &at,
-            &entry.actor,
-            entry.action,
-            &entry.subject,
-            &details,
-            &prev_hash,
-        );
-        let prev = std::mem::replace(&mut prev_hash, hash.clone());
-        rows.push((id, entry, details, prev, hash));
-    }
+    let head = sqlx::query(TAKE_IDS)
+        .bind(entries.len() as i64)
+        .fetch_one(&mut **tx)
+        .await?;
+    let chained = Chained::after(&head, entries)?;
     // Multi-row inserts, the last one together with the head update: one round trip for a
     // whole batch of events (a data-modifying CTE on PostgreSQL, two statements in one
     // call on SQLite, whose `$N` parameters number the call's arguments as a whole).
-    let sqlite = tx.backend_name() == "SQLite";
-    let chunks: Vec<_> = rows.chunks(INSERT_ROWS).collect();
+    let kind = kind_of(tx);
+    let chunks: Vec<_> = chained.rows.chunks(INSERT_ROWS).collect();
     for (index, chunk) in chunks.iter().enumerate() {
-        let insert = format!(
-            "INSERT INTO audit_event \
-             (audit_event_id, at, actor, action, subject, details, prev_hash, hash) VALUES {}",
-            super::values_placeholders(chunk.len(), 8)
-        );
         let last = index + 1 == chunks.len();
-        let head_param = chunk.len() * 8 + 1;
-        let sql = match (last, sqlite) {
+        let insert = insert_statement(kind, chunk.len());
+        let sql = match (last, kind) {
             (false, _) => insert,
-            (true, true) => format!(
-                "{insert}; UPDATE audit_head SET last_hash = ${head_param} WHERE audit_head_id = 1"
-            ),
-            (true, false) => format!(
-                "WITH appended AS ({insert}) \
-                 UPDATE audit_head SET last_hash = ${head_param} WHERE audit_head_id = 1"
+            (true, DbKind::Sqlite) => format!("{insert}; {}", record_last_hash(kind, chunk.len())),
+            (true, DbKind::Postgres) => format!(
+                "WITH appended AS ({insert}) {}",
+                record_last_hash(kind, chunk.len())
             ),
         };
         // Not cached: the text differs with the number of rows.
-        let mut query = sqlx::query(&sql).persistent(false);
-        for (id, entry, details, prev, hash) in chunk.iter() {
-            query = query
-                .bind(*id)
-                .bind(&at)
-                .bind(&entry.actor)
-                .bind(entry.action)
-                .bind(&entry.subject)
-                .bind(details)
-                .bind(prev)
-                .bind(hash);
-        }
-        if last {
-            query = query.bind(&prev_hash);
-        }
+        let query = chained.bind(sqlx::query(&sql).persistent(false), chunk, last);
         query.execute(&mut **tx).await?;
     }
     Ok(())
+}
+
+/// SQLite: the statement that takes ids for events, for a call with other statements before
+/// it (its parameter is the next one).
+pub(crate) fn take_ids_statement() -> String {
+    TAKE_IDS.replace("$1", &placeholder(DbKind::Sqlite, 1))
+}
+
+/// The events of one append, each with its id and its place in the hash chain.
+pub(crate) struct Chained<'a> {
+    at: String,
+    rows: Vec<ChainedRow<'a>>,
+    last_hash: String,
+}
+
+struct ChainedRow<'a> {
+    id: i64,
+    entry: &'a AuditEntry,
+    details: String,
+    prev_hash: String,
+    hash: String,
+}
+
+impl<'a> Chained<'a> {
+    /// Chains `entries` after `head`, the row [`TAKE_IDS`] returned for them.
+    pub(crate) fn after(head: &sqlx::any::AnyRow, entries: &'a [AuditEntry]) -> sqlx::Result<Self> {
+        let last_id: i64 = head.try_get("seq")?;
+        let mut prev_hash: String = head.try_get("last_hash")?;
+        let at = time::now();
+        let mut rows = Vec::with_capacity(entries.len());
+        for (id, entry) in (last_id - entries.len() as i64 + 1..).zip(entries) {
+            let details = entry.details.to_string();
+            let hash = event_hash(
+                id,
+                &at,
+                &entry.actor,
+                entry.action,
+                &entry.subject,
+                &details,
+                &prev_hash,
+            );
+            let prev_hash = std::mem::replace(&mut prev_hash, hash.clone());
+            rows.push(ChainedRow {
+                id,
+                entry,
+                details,
+                prev_hash,
+                hash,
+            });
+        }
+        Ok(Self {
+            at,
+            rows,
+            last_hash: prev_hash,
+        })
+    }
+
+    /// SQLite: one call that inserts every event, records the new head and commits.
+    pub(crate) fn insert_and_commit(&self) -> String {
+        let (kind, rows) = (DbKind::Sqlite, self.rows.len());
+        format!(
+            "{}; {}; COMMIT",
+            insert_statement(kind, rows),
+            record_last_hash(kind, rows)
+        )
+    }
+
+    /// Binds `rows` to the statement from [`insert_statement`], and the last hash to the
+    /// one from [`record_last_hash`] if `with_head`.
+    fn bind<'q>(
+        &'q self,
+        mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+        rows: &'q [ChainedRow<'a>],
+        with_head: bool,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+        for row in rows {
+            query = query
+                .bind(row.id)
+                .bind(&self.at)
+                .bind(&row.entry.actor)
+                .bind(row.entry.action)
+                .bind(&row.entry.subject)
+                .bind(&row.details)
+                .bind(&row.prev_hash)
+                .bind(&row.hash);
+        }
+        if with_head {
+            query = query.bind(&self.last_hash);
+        }
+        query
+    }
+
+    /// Binds every event and the last hash (see [`Chained::insert_and_commit`]).
+    pub(crate) fn bind_all<'q>(
+        &'q self,
+        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+        self.bind(query, &self.rows, true)
+    }
+}
+
+/// A multi-row insert of `rows` events (8 parameters each, the first ones of its call).
+fn insert_statement(kind: DbKind, rows: usize) -> String {
+    format!(
+        "INSERT INTO audit_event \
+         (audit_event_id, at, actor, action, subject, details, prev_hash, hash) VALUES {}",
+        super::values_placeholders(kind, rows, 8)
+    )
+}
+
+/// The head update after [`insert_statement`] of `rows` events: the next parameter.
+fn record_last_hash(kind: DbKind, rows: usize) -> String {
+    format!(
+        "UPDATE audit_head SET last_hash = {} WHERE audit_head_id = 1",
+        placeholder(kind, rows * 8 + 1)
+    )
 }
 
 fn decode(row: &sqlx::any::AnyRow) -> sqlx::Result<AuditEvent> {
