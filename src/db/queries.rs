@@ -46,6 +46,8 @@ pub enum CommitOutcome {
 /// Why a key is listed for deletion.
 pub const REASON_UPLOAD: &str = "upload";
 const REASON_REPLACED: &str = "replaced";
+/// Students per INSERT of an import (6 parameters each).
+const STUDENT_ROWS: usize = 500;
 const REASON_EXPIRED: &str = "expired";
 const REASON_STUDENT_DELETED: &str = "student-deleted";
 
@@ -110,34 +112,53 @@ impl Db {
         let timeout = self.timeout * 4;
         let work = async {
             let mut tx = self.begin().await?;
-            let mut rows = Vec::with_capacity(students.len());
-            let mut events = Vec::with_capacity(students.len());
             let now = time::now();
-            for (student, upload_code) in students {
-                let row = sqlx::query(
+            // Multi-row inserts: one statement per `STUDENT_ROWS` students instead of one
+            // each. RETURNING gives no order, so rows are matched back by nickname.
+            let mut inserted = std::collections::HashMap::with_capacity(students.len());
+            for chunk in students.chunks(STUDENT_ROWS) {
+                let sql = format!(
                     "INSERT INTO student \
-                     (nickname, first_name, last_name, email, upload_code, uploads_used, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, 0, $6) \
+                     (nickname, first_name, last_name, email, upload_code, created_at) \
+                     VALUES {} \
                      RETURNING student_id, nickname, first_name, last_name, email, upload_code, \
                      uploads_used, created_at, extra_seconds",
-                )
-                .bind(&student.nickname)
-                .bind(&student.first_name)
-                .bind(&student.last_name)
-                .bind(&student.email)
-                .bind(upload_code)
-                .bind(&now)
-                .fetch_one(&mut *tx)
-                .await?;
-                let student = StudentRow::from_row(&row)?;
-                events.push(AuditEntry::new(
-                    actor,
-                    "student.imported",
-                    format!("student:{}", student.nickname),
-                    serde_json::json!({"first_name": student.first_name, "last_name": student.last_name, "email": student.email}),
-                ));
-                rows.push(student);
+                    super::values_placeholders(self.kind, chunk.len(), 6)
+                );
+                let mut query = sqlx::query(&sql).persistent(false);
+                for (student, upload_code) in chunk {
+                    query = query
+                        .bind(&student.nickname)
+                        .bind(&student.first_name)
+                        .bind(&student.last_name)
+                        .bind(&student.email)
+                        .bind(upload_code)
+                        .bind(&now);
+                }
+                for row in query.fetch_all(&mut *tx).await? {
+                    let student = StudentRow::from_row(&row)?;
+                    inserted.insert(student.nickname.clone(), student);
+                }
             }
+            let rows = students
+                .iter()
+                .map(|(student, _)| {
+                    inserted
+                        .remove(&student.nickname)
+                        .ok_or(sqlx::Error::RowNotFound)
+                })
+                .collect::<sqlx::Result<Vec<_>>>()?;
+            let events: Vec<_> = rows
+                .iter()
+                .map(|student| {
+                    AuditEntry::new(
+                        actor,
+                        "student.imported",
+                        format!("student:{}", student.nickname),
+                        serde_json::json!({"first_name": student.first_name, "last_name": student.last_name, "email": student.email}),
+                    )
+                })
+                .collect();
             // One head update for all the events: updating the head row once per student
             // made a 5,000-row import quadratic on PostgreSQL (a long chain of row versions).
             audit::append_many(&mut tx, &events).await?;

@@ -8,6 +8,7 @@ backend_tests!(
     a_valid_roster_is_imported_whole,
     a_roster_with_bad_lines_imports_nothing_and_names_them,
     the_cli_imports_and_lists_through_the_same_rules,
+    a_roster_of_several_inserts_comes_back_in_its_order,
 );
 
 async fn import(app: &TestApp, csv: &str) -> reqwest::Response {
@@ -147,4 +148,75 @@ async fn the_cli_imports_and_lists_through_the_same_rules(backend: Backend) {
         text.contains(&format!("zoe,Zoë,Ng,zoe@example.org,{code},1,")),
         "{text}"
     );
+}
+
+/// An import larger than one INSERT (500 students) answers in the roster's order, each
+/// student with their own upload code, and records the imports in that order.
+async fn a_roster_of_several_inserts_comes_back_in_its_order(backend: Backend) {
+    let fixture = Fixture::new(&backend).await;
+    let app = fixture.spawn(|_| {}).await;
+    let count = 1201;
+    // Nicknames whose sorted order differs from the roster's.
+    let nickname = |i: usize| format!("n{}", (i * 7919) % 100_000);
+    // A first name of letters only, different for every line.
+    let first_name = |i: usize| {
+        let mut name = String::from("F");
+        let mut n = i;
+        loop {
+            name.push(char::from(b'a' + (n % 26) as u8));
+            n /= 26;
+            if n == 0 {
+                break name;
+            }
+        }
+    };
+    let mut csv = String::from("nickname,first_name,last_name,email\n");
+    for i in 0..count {
+        let (nickname, first_name) = (nickname(i), first_name(i));
+        csv.push_str(&format!(
+            "{nickname},{first_name},Last,{nickname}@example.org\n"
+        ));
+    }
+    let response = import(&app, &csv).await;
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(status, 201, "{body}");
+    let created = body["created"].as_array().unwrap();
+    assert_eq!(created.len(), count);
+    for (i, student) in created.iter().enumerate() {
+        assert_eq!(student["nickname"], nickname(i), "line {i}");
+        assert_eq!(student["first_name"], first_name(i), "line {i}");
+    }
+    let codes: std::collections::HashSet<&str> = created
+        .iter()
+        .map(|s| s["upload_code"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes.len(), count, "every student has a code of their own");
+    for i in [0, 499, 500, 1000, count - 1] {
+        let code = created[i]["upload_code"].as_str().unwrap();
+        let status: Value = app
+            .get(&format!("/submissions/{code}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(status["student"]["nickname"], nickname(i), "{status}");
+        assert_eq!(status["student"]["first_name"], first_name(i), "{status}");
+    }
+    let mut subjects = Vec::new();
+    for after in [0, 1000] {
+        let page: Value = app
+            .get_as_examiner(&format!("/audit?after={after}&limit=1000"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        for event in page["events"].as_array().unwrap() {
+            subjects.push(event["subject"].as_str().unwrap().to_owned());
+        }
+    }
+    let expected: Vec<String> = (0..count)
+        .map(|i| format!("student:{}", nickname(i)))
+        .collect();
+    assert_eq!(subjects, expected);
 }
