@@ -6,8 +6,9 @@
 //! `eval "$(scripts/dev-services)"`).
 
 use clap::Parser;
-use exam_depository::db::{Db, DbOptions};
+use exam_depository::db::{BatchOp, Db, DbOptions, GroupCommit};
 use exam_depository::depository::Spool;
+use exam_depository::domain::audit::AuditEntry;
 use exam_depository::storage::{
     BlobStore, LocalStore, ObjectHeaders, S3Settings, S3Store, UrlSigner,
 };
@@ -991,6 +992,30 @@ async fn bench(
     .await;
     let raw_lookup_after = raw_lookups().await;
     let raw_lookup = Phase::mean("raw database lookup", &raw_lookup_before, &raw_lookup_after);
+    // The write half of a lookup alone: the durable audit append of a disclosure, through
+    // the service's own group commit, in process (it appends to the service's chain).
+    let group = GroupCommit::start(db.clone());
+    let (count, deadline) = lookup_length(0.5);
+    let audit_append = run_until(
+        "audit append (group commit)",
+        count,
+        deadline,
+        args.concurrency,
+        |i| {
+            let group = group.clone();
+            async move {
+                let entry = AuditEntry::new(
+                    "bench",
+                    "download_url.issued",
+                    format!("submission:{i}"),
+                    json!({"expires_seconds": 600}),
+                );
+                (group.submit(BatchOp::Audit(entry)).await.is_ok(), 0)
+            }
+        },
+    )
+    .await;
+    drop(group);
     // The HTTP floor of a lookup: the service's cheapest route (`GET /`, plain `pong`).
     let (count, deadline) = lookup_length(0.5);
     let pong = run_until(
@@ -1122,7 +1147,11 @@ async fn bench(
         digest_ms,
         http_transfer.machine_ms_per_op(),
     ]);
-    let lookup_ceiling = ceiling(&[raw_lookup.machine_ms_per_op(), pong.machine_ms_per_op()]);
+    let lookup_ceiling = ceiling(&[
+        raw_lookup.machine_ms_per_op(),
+        audit_append.machine_ms_per_op(),
+        pong.machine_ms_per_op(),
+    ]);
     let report = json!({
         "backend": args.backend,
         "size_bytes": args.size,
@@ -1139,6 +1168,8 @@ async fn bench(
         "download_url": lookups.json(),
         "raw_db_lookup": merge(raw_lookup.json(), json!({"before_per_s": raw_lookup_before.rate(), "after_per_s": raw_lookup_after.rate()})),
         "lookup_vs_raw_db": lookups.rate() / raw_lookup.rate(),
+        "audit_append": audit_append.json(),
+        "lookup_vs_audit_append": lookups.rate() / audit_append.rate(),
         "http_transfer_floor": http_transfer.json(),
         "http_floor_get": pong.json(),
         "upload_ceiling": {"per_s": upload_ceiling, "vs_raw_put": upload_ceiling / raw_put.rate()},
@@ -1164,6 +1195,7 @@ async fn bench(
         &http_transfer,
         &lookups,
         &raw_lookup,
+        &audit_append,
         &pong,
         &overload,
         &big_phase,
@@ -1182,10 +1214,11 @@ async fn bench(
         );
     }
     println!(
-        "upload/raw put {:.2}   upload/storage work {:.2}   lookup/raw db {:.2}   overload: {} x 503, {} other errors",
+        "upload/raw put {:.2}   upload/storage work {:.2}   lookup/raw db {:.2}   lookup/audit append {:.2}   overload: {} x 503, {} other errors",
         uploads.rate() / raw_put.rate(),
         uploads.rate() / storage_work.rate(),
         lookups.rate() / raw_lookup.rate(),
+        lookups.rate() / audit_append.rate(),
         overload_503,
         overload.errors
     );
@@ -1193,7 +1226,7 @@ async fn bench(
         "MD5 + SHA-256 of one upload: {digest_ms:.2} ms of one core (the server's floor per upload)"
     );
     println!(
-        "ceilings on this machine: uploads {:.0}/s = {:.2} x raw put (store {:.2} + digests {:.2} + HTTP {:.2} ms of CPU each); lookups {:.0}/s = {:.2} x raw db (query {:.3} + HTTP {:.3} ms)",
+        "ceilings on this machine: uploads {:.0}/s = {:.2} x raw put (store {:.2} + digests {:.2} + HTTP {:.2} ms of CPU each); lookups {:.0}/s = {:.2} x raw db (query {:.3} + audit append {:.3} + HTTP {:.3} ms)",
         upload_ceiling,
         upload_ceiling / raw_put.rate(),
         raw_put.machine_ms_per_op(),
@@ -1202,6 +1235,7 @@ async fn bench(
         lookup_ceiling,
         lookup_ceiling / raw_lookup.rate(),
         raw_lookup.machine_ms_per_op(),
+        audit_append.machine_ms_per_op(),
         pong.machine_ms_per_op()
     );
     println!(
