@@ -24,6 +24,16 @@ fn event(n: u32) -> AuditEntry {
     )
 }
 
+/// The subjects of the first 100 audit events.
+async fn audit_subjects(db: &exam_depository::db::Db) -> Vec<String> {
+    db.audit_events(0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.subject)
+        .collect()
+}
+
 fn reserve(key: &str) -> BatchOp {
     BatchOp::Reserve {
         key: key.to_owned(),
@@ -46,13 +56,7 @@ async fn one_failing_write_in_a_batch_fails_alone(backend: Backend) {
         .await;
     let failed: Vec<bool> = results.iter().map(Result::is_err).collect();
     assert_eq!(failed, [false, false, true, false], "{results:?}");
-    let subjects: Vec<String> = db
-        .audit_events(0, 100)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.subject)
-        .collect();
+    let subjects = audit_subjects(db).await;
     assert!(subjects.ends_with(&["event:1".to_owned(), "event:2".to_owned()]));
     let verify = fixture.cli(&["audit", "verify"]);
     assert!(verify.status.success(), "{verify:?}");
@@ -196,13 +200,9 @@ async fn a_batch_locked_out_fails_alone_and_the_writer_recovers(backend: Backend
     group.submit(BatchOp::Audit(event(1))).await.unwrap();
 
     sqlx::any::install_default_drivers();
-    let url = fixture.database_url.clone().unwrap_or_else(|| {
-        format!(
-            "sqlite://{}",
-            fixture.data_dir.path().join("exam-depository.db").display()
-        )
-    });
-    let mut locker = sqlx::AnyConnection::connect(&url).await.unwrap();
+    let mut locker = sqlx::AnyConnection::connect(&fixture.effective_database_url())
+        .await
+        .unwrap();
     let lock = match backend {
         Backend::Embedded => "BEGIN IMMEDIATE",
         Backend::Production(_) => {
@@ -232,16 +232,7 @@ async fn a_batch_locked_out_fails_alone_and_the_writer_recovers(backend: Backend
     let key = codes::new_storage_key();
     group.submit(reserve(&key)).await.unwrap();
     app.create_student("afterlock").await;
-    let subjects: Vec<String> = app
-        .state
-        .depository
-        .db
-        .audit_events(0, 100)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.subject)
-        .collect();
+    let subjects = audit_subjects(&app.state.depository.db).await;
     assert!(subjects.contains(&"event:3".to_owned()), "{subjects:?}");
     assert!(!subjects.contains(&"event:2".to_owned()), "{subjects:?}");
     let verify = fixture.cli(&["audit", "verify"]);

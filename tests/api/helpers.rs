@@ -123,6 +123,16 @@ impl Fixture {
         }
     }
 
+    /// The database URL the server uses: PostgreSQL's, or the SQLite file in the data dir.
+    pub fn effective_database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}",
+                self.data_dir.path().join("exam-depository.db").display()
+            )
+        })
+    }
+
     /// A configuration for this fixture, as a deployment would set it.
     pub fn config(&self) -> Config {
         let mut config = Config {
@@ -420,6 +430,11 @@ impl TestApp {
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    /// The JSON body of an unauthenticated GET.
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.get(path).await.json().await.unwrap()
     }
 
     pub async fn get_as_examiner(&self, path: &str) -> reqwest::Response {

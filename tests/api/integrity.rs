@@ -283,13 +283,7 @@ async fn audit_chain_holds_under_concurrent_uploads_and_finds_an_edit(backend: B
 async fn raw_sql(fixture: &Fixture, sql: &str) -> Result<(), sqlx::Error> {
     use sqlx::Connection;
     sqlx::any::install_default_drivers();
-    let url = fixture.database_url.clone().unwrap_or_else(|| {
-        format!(
-            "sqlite://{}",
-            fixture.data_dir.path().join("exam-depository.db").display()
-        )
-    });
-    let mut conn = sqlx::AnyConnection::connect(&url).await?;
+    let mut conn = sqlx::AnyConnection::connect(&fixture.effective_database_url()).await?;
     sqlx::raw_sql(sql).execute(&mut conn).await?;
     conn.close().await
 }

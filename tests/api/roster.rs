@@ -194,12 +194,7 @@ async fn a_roster_of_several_inserts_comes_back_in_its_order(backend: Backend) {
     assert_eq!(codes.len(), count, "every student has a code of their own");
     for i in [0, 499, 500, 1000, count - 1] {
         let code = created[i]["upload_code"].as_str().unwrap();
-        let status: Value = app
-            .get(&format!("/submissions/{code}"))
-            .await
-            .json()
-            .await
-            .unwrap();
+        let status = app.get_json(&format!("/submissions/{code}")).await;
         assert_eq!(status["student"]["nickname"], nickname(i), "{status}");
         assert_eq!(status["student"]["first_name"], first_name(i), "{status}");
     }

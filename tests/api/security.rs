@@ -295,12 +295,7 @@ async fn slow_bodies_hit_the_idle_timeout_and_the_deadline() {
     if let Ok(response) = dripping {
         assert_eq!(response.status(), 408);
     }
-    let status: Value = app
-        .get(&format!("/submissions/{code}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let status = app.get_json(&format!("/submissions/{code}")).await;
     assert_eq!(status["uploads_available"], 5, "no attempt used");
     app.audit().await;
 }

@@ -33,12 +33,7 @@ async fn upload_returns_the_receipt_and_status(backend: Backend) {
     let fixture = Fixture::new(&backend).await;
     let app = fixture.spawn(|_| {}).await;
     let code = app.upload_code("ada").await;
-    let status: Value = app
-        .get(&format!("/submissions/{code}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let status = app.get_json(&format!("/submissions/{code}")).await;
     assert_eq!(status["uploads_available"], 5);
     assert_eq!(status["has_submission"], false);
     assert_eq!(status["last_submission"], Value::Null);
@@ -81,12 +76,7 @@ async fn upload_returns_the_receipt_and_status(backend: Backend) {
     let code_v = receipt["verification_code"].as_str().unwrap();
     assert!(exam_depository::domain::codes::looks_like_verification_code(code_v));
 
-    let status: Value = app
-        .get(&format!("/submissions/{code}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let status = app.get_json(&format!("/submissions/{code}")).await;
     let (mut status, mut body) = (status, body);
     for value in [&mut status, &mut body] {
         value["window"]["server_time"] = Value::Null;
@@ -335,12 +325,7 @@ async fn storage_failure_answers_500_and_records_an_error(backend: Backend) {
     let request_id = response_request_id(&app, &code).await;
 
     assert_eq!(uploads_used(&app, "unlucky").await, 0, "no attempt used");
-    let status: Value = app
-        .get(&format!("/submissions/{code}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let status = app.get_json(&format!("/submissions/{code}")).await;
     assert_eq!(status["has_submission"], false);
     let errors = app.state.depository.db.recent_errors(10).await.unwrap();
     assert_eq!(errors.len(), 2);
