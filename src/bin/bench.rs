@@ -1141,13 +1141,15 @@ async fn bench(
     }
 
     // What the machine could do at best: each upload needs at least the store's own work,
-    // the two digests and the HTTP transfer; each lookup the query and an HTTP exchange.
+    // the two digests and the HTTP transfer. For lookups, what a service that ran the query
+    // per lookup and then appended its disclosure could do; the service reads a whole
+    // batch's submissions in one query inside the append's transaction, so it may pass it.
     let upload_ceiling = ceiling(&[
         raw_put.machine_ms_per_op(),
         digest_ms,
         http_transfer.machine_ms_per_op(),
     ]);
-    let lookup_ceiling = ceiling(&[
+    let lookup_bound = ceiling(&[
         raw_lookup.machine_ms_per_op(),
         audit_append.machine_ms_per_op(),
         pong.machine_ms_per_op(),
@@ -1173,7 +1175,7 @@ async fn bench(
         "http_transfer_floor": http_transfer.json(),
         "http_floor_get": pong.json(),
         "upload_ceiling": {"per_s": upload_ceiling, "vs_raw_put": upload_ceiling / raw_put.rate()},
-        "lookup_ceiling": {"per_s": lookup_ceiling, "vs_raw_db": lookup_ceiling / raw_lookup.rate()},
+        "lookup_bound_separate_read": {"per_s": lookup_bound, "vs_raw_db": lookup_bound / raw_lookup.rate()},
         "overload": {"concurrency": args.overload, "requests": statuses.len(), "accepted": statuses.iter().filter(|s| **s == 201).count(), "503": overload_503, "other_errors": overload.errors, "other_statuses": statuses.iter().filter(|s| !matches!(s, 201 | 503)).collect::<Vec<_>>(), "p99_ms": overload.percentile(0.99)},
         "big_uploads_64x3mib": {"errors": big_phase.errors, "peak_rss_mib": big_rss, "seconds": big_phase.seconds},
         "export": {"mib_per_s": zip_bytes as f64 / 1_048_576.0 / zip_seconds, "raw_read_mib_per_s": raw_read_mib_s, "http_stream_floor_mib_per_s": stream_floor_mib_s, "ceiling_mib_per_s": export_ceiling_mib_s, "vs_raw_read": zip_bytes as f64 / 1_048_576.0 / zip_seconds / raw_read_mib_s, "peak_rss_mib": export_rss},
@@ -1226,14 +1228,14 @@ async fn bench(
         "MD5 + SHA-256 of one upload: {digest_ms:.2} ms of one core (the server's floor per upload)"
     );
     println!(
-        "ceilings on this machine: uploads {:.0}/s = {:.2} x raw put (store {:.2} + digests {:.2} + HTTP {:.2} ms of CPU each); lookups {:.0}/s = {:.2} x raw db (query {:.3} + audit append {:.3} + HTTP {:.3} ms)",
+        "ceilings on this machine: uploads {:.0}/s = {:.2} x raw put (store {:.2} + digests {:.2} + HTTP {:.2} ms of CPU each); lookups with a query each {:.0}/s = {:.2} x raw db (query {:.3} + audit append {:.3} + HTTP {:.3} ms)",
         upload_ceiling,
         upload_ceiling / raw_put.rate(),
         raw_put.machine_ms_per_op(),
         digest_ms,
         http_transfer.machine_ms_per_op(),
-        lookup_ceiling,
-        lookup_ceiling / raw_lookup.rate(),
+        lookup_bound,
+        lookup_bound / raw_lookup.rate(),
         raw_lookup.machine_ms_per_op(),
         audit_append.machine_ms_per_op(),
         pong.machine_ms_per_op()

@@ -8,11 +8,14 @@
 //! retried in a transaction of its own so that one bad write fails alone. If the commit
 //! itself fails (or times out), the outcome is unknown and every caller gets the error.
 
+use super::models::SUBMISSION_COLUMNS;
 use super::queries::{CommitOutcome, REASON_UPLOAD, UploadCommit, commit_upload_in};
-use super::{Db, DbError, DbKind, audit, values_placeholders};
+use super::{Db, DbError, DbKind, SubmissionRow, audit, kind_of, placeholder, values_placeholders};
 use crate::domain::audit::AuditEntry;
 use crate::domain::time;
+use sqlx::any::AnyRow;
 use sqlx::pool::PoolConnection;
+use std::collections::HashMap;
 use tokio::sync::{mpsc, oneshot};
 
 /// One write.
@@ -29,12 +32,21 @@ pub enum BatchOp {
     },
     /// Record an accepted upload (see [`UploadCommit`]).
     Upload(Box<UploadCommit>),
+    /// Look a submission up by verification code and, if it can be downloaded now, record
+    /// its disclosure: `event` with the subject `submission:<id>`. The lookups of a batch
+    /// are one query, read in the transaction that records them.
+    Disclose {
+        /// The code the client sent.
+        verification_code: String,
+        /// The event to record (its subject is filled in).
+        event: AuditEntry,
+    },
 }
 
 impl BatchOp {
     /// Whether the op can be written by SQLite's fused batch (see `Db::apply_fused`).
     fn is_fusable(&self) -> bool {
-        matches!(self, Self::Audit(_) | Self::Reserve { .. })
+        !matches!(self, Self::Upload(_))
     }
 }
 
@@ -45,6 +57,9 @@ pub enum BatchOutcome {
     Done,
     /// The upload's outcome.
     Upload(CommitOutcome),
+    /// The submission behind the code, whatever its state (its disclosure was recorded if it
+    /// is downloadable); `None` for an unknown code.
+    Disclosed(Option<SubmissionRow>),
 }
 
 type Reply = oneshot::Sender<Result<BatchOutcome, String>>;
@@ -122,7 +137,24 @@ impl GroupCommit {
     pub async fn commit_upload(&self, upload: UploadCommit) -> Result<CommitOutcome, DbError> {
         match self.submit(BatchOp::Upload(Box::new(upload))).await? {
             BatchOutcome::Upload(outcome) => Ok(outcome),
-            BatchOutcome::Done => Err(DbError::Batch("no outcome for an upload".into())),
+            _ => Err(DbError::Batch("no outcome for an upload".into())),
+        }
+    }
+
+    /// The submission behind `verification_code`, with its disclosure (`event`) recorded
+    /// before this returns if it can be downloaded; `None` for an unknown code.
+    pub async fn disclose(
+        &self,
+        verification_code: &str,
+        event: AuditEntry,
+    ) -> Result<Option<SubmissionRow>, DbError> {
+        let op = BatchOp::Disclose {
+            verification_code: verification_code.to_owned(),
+            event,
+        };
+        match self.submit(op).await? {
+            BatchOutcome::Disclosed(submission) => Ok(submission),
+            _ => Err(DbError::Batch("no outcome for a disclosure".into())),
         }
     }
 }
@@ -217,8 +249,9 @@ impl Db {
         let outcomes = self
             .timed(async {
                 let now = time::now();
+                let disclosed = read_disclosed(&mut tx, ops).await?;
+                let mut events = disclosed.events(&now);
                 let mut outcomes = Vec::with_capacity(ops.len());
-                let mut events = Vec::new();
                 for op in ops {
                     outcomes.push(match op {
                         BatchOp::Reserve { key, lease_until } => {
@@ -242,6 +275,9 @@ impl Db {
                             events.push(entry.clone());
                             BatchOutcome::Done
                         }
+                        BatchOp::Disclose {
+                            verification_code, ..
+                        } => BatchOutcome::Disclosed(disclosed.row(verification_code)),
                     });
                 }
                 audit::append_many(&mut tx, &events).await?;
@@ -270,14 +306,16 @@ impl Db {
         ops: &[BatchOp],
     ) -> Result<Vec<BatchOutcome>, BatchFailure> {
         let mut reservations = Vec::new();
-        let mut events = Vec::new();
+        let mut audited = Vec::new();
         for op in ops {
             match op {
                 BatchOp::Reserve { key, lease_until } => reservations.push((key, lease_until)),
-                BatchOp::Audit(entry) => events.push(entry.clone()),
+                BatchOp::Audit(entry) => audited.push(entry.clone()),
+                BatchOp::Disclose { .. } => {}
                 BatchOp::Upload(_) => unreachable!("uploads are not fused"),
             }
         }
+        let codes = disclosed_codes(ops);
         let now = time::now();
         let calls = async {
             let mut sql = String::from("BEGIN IMMEDIATE");
@@ -289,7 +327,11 @@ impl Db {
                 sql.push_str(&values_placeholders(DbKind::Sqlite, reservations.len(), 4));
             }
             sql.push_str("; ");
-            if events.is_empty() {
+            // Without lookups the number of events is known, and the first call takes their
+            // ids; lookups decide it, so then the ids take a call of their own.
+            if !codes.is_empty() {
+                sql.push_str(&disclosures_query(DbKind::Sqlite, codes.len()));
+            } else if audited.is_empty() {
                 sql.push_str("COMMIT");
             } else {
                 sql.push_str(&audit::take_ids_statement());
@@ -303,26 +345,54 @@ impl Db {
                     .bind(*lease_until)
                     .bind(&now);
             }
-            if events.is_empty() {
-                return first.execute(&mut **conn).await.map(drop);
+            if codes.is_empty() && audited.is_empty() {
+                first.execute(&mut **conn).await?;
+                return Ok(Disclosures::default());
+            }
+            for code in &codes {
+                first = first.bind(*code);
+            }
+            if codes.is_empty() {
+                first = first.bind(audited.len() as i64);
             }
             // All rows, not `fetch_one`: that stops reading at the first statement's result,
             // which would cut the call short after `BEGIN`.
-            let rows = first
-                .bind(events.len() as i64)
-                .fetch_all(&mut **conn)
-                .await?;
-            let head = rows.first().ok_or(sqlx::Error::RowNotFound)?;
-            let chained = audit::Chained::after(head, &events)?;
+            let rows = first.fetch_all(&mut **conn).await?;
+            let (disclosures, events, head) = if codes.is_empty() {
+                (Disclosures::default(), audited, rows.into_iter().next())
+            } else {
+                let disclosures = Disclosures::new(ops, &rows)?;
+                let mut events = disclosures.events(&now);
+                events.extend(audited);
+                if events.is_empty() {
+                    sqlx::query("COMMIT").execute(&mut **conn).await?;
+                    return Ok(disclosures);
+                }
+                let head = sqlx::query(&audit::take_ids_statement())
+                    .bind(events.len() as i64)
+                    .fetch_one(&mut **conn)
+                    .await?;
+                (disclosures, events, Some(head))
+            };
+            let head = head.ok_or(sqlx::Error::RowNotFound)?;
+            let chained = audit::Chained::after(&head, &events)?;
             let sql = chained.insert_and_commit();
             chained
                 .bind_all(sqlx::query(&sql).persistent(false))
                 .execute(&mut **conn)
-                .await
-                .map(drop)
+                .await?;
+            Ok(disclosures)
         };
         match self.timed(calls).await {
-            Ok(()) => Ok(ops.iter().map(|_| BatchOutcome::Done).collect()),
+            Ok(disclosures) => Ok(ops
+                .iter()
+                .map(|op| match op {
+                    BatchOp::Disclose {
+                        verification_code, ..
+                    } => BatchOutcome::Disclosed(disclosures.row(verification_code)),
+                    _ => BatchOutcome::Done,
+                })
+                .collect()),
             Err(error) => Err(self.roll_back_fused(conn, error).await),
         }
     }
@@ -348,5 +418,96 @@ impl Db {
         } else {
             BatchFailure::Commit(error)
         }
+    }
+}
+
+/// The distinct verification codes a batch looks up, in their first order.
+fn disclosed_codes(ops: &[BatchOp]) -> Vec<&str> {
+    let mut codes: Vec<&str> = Vec::new();
+    for op in ops {
+        if let BatchOp::Disclose {
+            verification_code, ..
+        } = op
+            && !codes.contains(&verification_code.as_str())
+        {
+            codes.push(verification_code);
+        }
+    }
+    codes
+}
+
+/// The query for `count` verification codes (parameters from the call's next one on).
+fn disclosures_query(kind: DbKind, count: usize) -> String {
+    let list: Vec<String> = (1..=count).map(|n| placeholder(kind, n)).collect();
+    format!(
+        "SELECT {SUBMISSION_COLUMNS} FROM submission sub WHERE sub.verification_code IN ({})",
+        list.join(", ")
+    )
+}
+
+/// Looks up every submission a batch discloses, in one query inside its transaction.
+async fn read_disclosed<'a>(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    ops: &'a [BatchOp],
+) -> sqlx::Result<Disclosures<'a>> {
+    let codes = disclosed_codes(ops);
+    if codes.is_empty() {
+        return Ok(Disclosures::default());
+    }
+    let sql = disclosures_query(kind_of(tx), codes.len());
+    // Not cached: the text differs with the number of codes.
+    let mut query = sqlx::query(&sql).persistent(false);
+    for code in codes {
+        query = query.bind(code);
+    }
+    let rows = query.fetch_all(&mut **tx).await?;
+    Disclosures::new(ops, &rows)
+}
+
+/// The lookups of a batch: what each code found, and the events that record them.
+#[derive(Default)]
+struct Disclosures<'a> {
+    found: HashMap<String, SubmissionRow>,
+    requests: Vec<(&'a str, &'a AuditEntry)>,
+}
+
+impl<'a> Disclosures<'a> {
+    fn new(ops: &'a [BatchOp], rows: &[AnyRow]) -> sqlx::Result<Self> {
+        let mut found = HashMap::with_capacity(rows.len());
+        for row in rows {
+            if let Some(submission) = SubmissionRow::from_row(row)? {
+                found.insert(submission.verification_code.clone(), submission);
+            }
+        }
+        let requests = ops
+            .iter()
+            .filter_map(|op| match op {
+                BatchOp::Disclose {
+                    verification_code,
+                    event,
+                } => Some((verification_code.as_str(), event)),
+                _ => None,
+            })
+            .collect();
+        Ok(Self { found, requests })
+    }
+
+    /// One event per lookup of a submission that can be downloaded at `now`, in the batch's
+    /// order.
+    fn events(&self, now: &str) -> Vec<AuditEntry> {
+        self.requests
+            .iter()
+            .filter_map(|(code, event)| {
+                let submission = self.found.get(*code)?;
+                submission.is_downloadable_at(now).then(|| AuditEntry {
+                    subject: format!("submission:{}", submission.id),
+                    ..(*event).clone()
+                })
+            })
+            .collect()
+    }
+
+    fn row(&self, code: &str) -> Option<SubmissionRow> {
+        self.found.get(code).cloned()
     }
 }

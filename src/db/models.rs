@@ -68,6 +68,13 @@ pub enum SubmissionState {
     Expired,
 }
 
+impl SubmissionRow {
+    /// Whether its file can be downloaded at `now` (RFC 3339): current and not yet expired.
+    pub fn is_downloadable_at(&self, now: &str) -> bool {
+        self.state == SubmissionState::Current && self.expires_at.as_str() > now
+    }
+}
+
 impl SubmissionState {
     fn parse(s: &str) -> Self {
         match s {
@@ -216,5 +223,38 @@ impl SubmissionRow {
             created_at: row.try_get("sub_created_at")?,
             expires_at: row.try_get("expires_at")?,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{SubmissionRow, SubmissionState};
+
+    fn submission(state: SubmissionState, expires_at: &str) -> SubmissionRow {
+        SubmissionRow {
+            id: 1,
+            student_id: 1,
+            verification_code: "abcdefghj".into(),
+            storage_key: "key".into(),
+            original_filename: "a.pdf".into(),
+            content_type: "application/pdf".into(),
+            size_bytes: 1,
+            md5: String::new(),
+            sha256: String::new(),
+            attempt: 1,
+            state,
+            created_at: "2026-12-01T10:00:00.000Z".into(),
+            expires_at: expires_at.into(),
+        }
+    }
+
+    #[test]
+    fn downloadable_while_current_and_before_expiry() {
+        let now = "2026-12-02T10:00:00.000Z";
+        let later = "2026-12-02T10:00:00.001Z";
+        assert!(submission(SubmissionState::Current, later).is_downloadable_at(now));
+        assert!(!submission(SubmissionState::Current, now).is_downloadable_at(now));
+        assert!(!submission(SubmissionState::Replaced, later).is_downloadable_at(now));
+        assert!(!submission(SubmissionState::Expired, later).is_downloadable_at(now));
     }
 }

@@ -264,25 +264,25 @@ impl Depository {
         if !codes::looks_like_verification_code(code) {
             return Err(DepositoryError::NotFound(VERIFICATION_NOT_FOUND));
         }
+        let ttl = self.rules.download_url_expires;
+        // A disclosure: looked up and recorded in one transaction (shared with other
+        // requests' writes) before the link is made, or no link.
+        let event = AuditEntry::new(
+            "verification-code holder",
+            "download_url.issued",
+            String::new(),
+            serde_json::json!({"expires_seconds": ttl.as_secs()}),
+        );
         let submission = self
-            .db
-            .submission_by_verification_code(code)
+            .group
+            .disclose(code, event)
             .await?
             .ok_or(DepositoryError::NotFound(VERIFICATION_NOT_FOUND))?;
         ensure_downloadable(&submission)?;
-        let ttl = self.rules.download_url_expires;
         let url = self
             .store
             .download_url(&submission.storage_key, ttl)
             .await?;
-        // A disclosure: recorded before the link is handed out, or not handed out at all.
-        let entry = AuditEntry::new(
-            "verification-code holder",
-            "download_url.issued",
-            format!("submission:{}", submission.id),
-            serde_json::json!({"expires_seconds": ttl.as_secs()}),
-        );
-        self.group.submit(BatchOp::Audit(entry)).await?;
         Ok(DownloadLink {
             url,
             expires_seconds: ttl.as_secs(),
@@ -341,14 +341,11 @@ impl Depository {
 }
 
 fn ensure_downloadable(submission: &SubmissionRow) -> Result<(), DepositoryError> {
-    match submission.state {
-        SubmissionState::Replaced => Err(DepositoryError::Gone(
-            "This submission was replaced by a newer one",
-        )),
-        SubmissionState::Expired => Err(DepositoryError::Gone("This submission has expired")),
-        SubmissionState::Current if submission.expires_at <= time::now() => {
-            Err(DepositoryError::Gone("This submission has expired"))
-        }
-        SubmissionState::Current => Ok(()),
+    if submission.is_downloadable_at(&time::now()) {
+        return Ok(());
     }
+    Err(DepositoryError::Gone(match submission.state {
+        SubmissionState::Replaced => "This submission was replaced by a newer one",
+        SubmissionState::Current | SubmissionState::Expired => "This submission has expired",
+    }))
 }

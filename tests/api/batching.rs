@@ -13,6 +13,7 @@ backend_tests!(
     an_upload_record_redraws_a_taken_code_and_gives_back_a_lost_reservation,
     other_writers_get_the_database_while_batches_stream,
     a_batch_locked_out_fails_alone_and_the_writer_recovers,
+    lookups_in_a_batch_record_only_downloadable_submissions,
 );
 
 fn event(n: u32) -> AuditEntry {
@@ -32,6 +33,21 @@ async fn audit_subjects(db: &exam_depository::db::Db) -> Vec<String> {
         .into_iter()
         .map(|e| e.subject)
         .collect()
+}
+
+fn disclose(verification_code: &str) -> BatchOp {
+    BatchOp::Disclose {
+        verification_code: verification_code.to_owned(),
+        event: AuditEntry::new("test", "test.disclosed", "", serde_json::json!({})),
+    }
+}
+
+/// The submission id a disclosure found, or `None` for an unknown code.
+fn disclosed_id(result: &Result<BatchOutcome, String>) -> Option<i64> {
+    match result {
+        Ok(BatchOutcome::Disclosed(found)) => found.as_ref().map(|s| s.id),
+        other => panic!("not a disclosure: {other:?}"),
+    }
 }
 
 fn reserve(key: &str) -> BatchOp {
@@ -242,4 +258,131 @@ async fn a_batch_locked_out_fails_alone_and_the_writer_recovers(backend: Backend
         assert!(reservation.is_err(), "{reservation:?}");
     }
     audit_after_leases(&app.state.depository).await;
+}
+
+/// Lookups share a batch with other writes: each gets its own submission (or none), and a
+/// disclosure is recorded once per lookup of a downloadable submission, before the batch's
+/// other events. The second batch holds an upload record, so SQLite takes its general path
+/// too (PostgreSQL always does).
+async fn lookups_in_a_batch_record_only_downloadable_submissions(backend: Backend) {
+    let fixture = Fixture::new(&backend).await;
+    let app = fixture.spawn(|_| {}).await;
+    let depository = &app.state.depository;
+    let ada = app.upload_code("ada").await;
+    let replaced = app.upload_ok(&ada, bytes(100, 1)).await;
+    let current = app.upload_ok(&ada, bytes(100, 2)).await;
+    let bob = app.upload_code("bob").await;
+    let bobs = app.upload_ok(&bob, bytes(100, 3)).await;
+    let id_of = |code: String| {
+        let db = &depository.db;
+        async move {
+            db.submission_by_verification_code(&code)
+                .await
+                .unwrap()
+                .unwrap()
+                .id
+        }
+    };
+    let (current_id, replaced_id, bobs_id) = (
+        id_of(current.clone()).await,
+        id_of(replaced.clone()).await,
+        id_of(bobs.clone()).await,
+    );
+    let (student, _) = depository
+        .db
+        .student_by_upload_code(&bob)
+        .await
+        .unwrap()
+        .unwrap();
+    let lost_upload = UploadCommit {
+        student_id: student.id,
+        nickname: student.nickname.clone(),
+        limit: 5,
+        new: NewSubmission {
+            verification_code: codes::new_verification_code(),
+            storage_key: codes::new_storage_key(),
+            original_filename: "b.pdf".into(),
+            content_type: "application/pdf".into(),
+            size_bytes: 1,
+            md5: "0".repeat(32),
+            sha256: "0".repeat(64),
+            expires_at: time::from_now(std::time::Duration::from_secs(3600)),
+        },
+    };
+    let key = codes::new_storage_key();
+    let batches = [
+        vec![
+            BatchOp::Audit(event(1)),
+            disclose(&current),
+            disclose(&replaced),
+            disclose("zzzzzzzz9"),
+            reserve(&key),
+            disclose(&current),
+            disclose(&bobs),
+        ],
+        vec![
+            disclose(&bobs),
+            BatchOp::Upload(Box::new(lost_upload)),
+            disclose(&replaced),
+            BatchOp::Audit(event(2)),
+        ],
+    ];
+    for (batch, expected) in batches.iter().zip([
+        vec![
+            "submission:{current}",
+            "submission:{current}",
+            "submission:{bobs}",
+            "event:1",
+        ],
+        vec!["submission:{bobs}", "event:2"],
+    ]) {
+        let (last_id, _) = depository.db.audit_head().await.unwrap();
+        let results = depository.db.write_batch(batch).await;
+        let found: Vec<Option<i64>> = batch
+            .iter()
+            .zip(&results)
+            .filter(|(op, _)| matches!(op, BatchOp::Disclose { .. }))
+            .map(|(_, result)| disclosed_id(result))
+            .collect();
+        let subjects: Vec<String> = depository
+            .db
+            .audit_events(last_id, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.subject)
+            .collect();
+        let expected: Vec<String> = expected
+            .iter()
+            .map(|s| {
+                s.replace("{current}", &current_id.to_string())
+                    .replace("{bobs}", &bobs_id.to_string())
+            })
+            .collect();
+        assert_eq!(subjects, expected, "{results:?}");
+        if batch.len() == 7 {
+            assert_eq!(
+                found,
+                [
+                    Some(current_id),
+                    Some(replaced_id),
+                    None,
+                    Some(current_id),
+                    Some(bobs_id)
+                ]
+            );
+        } else {
+            assert_eq!(found, [Some(bobs_id), Some(replaced_id)]);
+            assert!(
+                matches!(
+                    results[1],
+                    Ok(BatchOutcome::Upload(CommitOutcome::ReservationLost))
+                ),
+                "{results:?}"
+            );
+        }
+    }
+    let verify = fixture.cli(&["audit", "verify"]);
+    assert!(verify.status.success(), "{verify:?}");
+    audit_after_leases(depository).await;
 }

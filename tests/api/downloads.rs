@@ -9,6 +9,7 @@ backend_tests!(
     download_link_serves_the_exact_bytes_with_safe_headers,
     expired_links_are_refused,
     retention_deletes_files_without_any_request,
+    concurrent_lookups_get_their_own_answers,
 );
 
 async fn download_link_serves_the_exact_bytes_with_safe_headers(backend: Backend) {
@@ -127,4 +128,34 @@ async fn retention_deletes_files_without_any_request(backend: Backend) {
     let body: Value = response.json().await.unwrap();
     assert!(body["detail"].as_str().unwrap().contains("expired"));
     app.audit().await;
+}
+
+/// Concurrent lookups (they share group-committed batches) each get their own answer, and
+/// only the links handed out are recorded as disclosures.
+async fn concurrent_lookups_get_their_own_answers(backend: Backend) {
+    let fixture = Fixture::new(&backend).await;
+    let app = fixture.spawn(|_| {}).await;
+    let code = app.upload_code("many").await;
+    let replaced = app.upload_ok(&code, bytes(100, 1)).await;
+    let current = app.upload_ok(&code, bytes(100, 2)).await;
+    let lookups = (0..48).map(|i| {
+        let (verification, expected) = match i % 3 {
+            0 => (current.clone(), 200),
+            1 => (replaced.clone(), 410),
+            _ => (format!("zzzzzz{i:03}"), 404),
+        };
+        let app = &app;
+        async move { (app.download_url(&verification).await.status(), expected) }
+    });
+    for (status, expected) in futures_util::future::join_all(lookups).await {
+        assert_eq!(status, expected);
+    }
+    let status = app.get_json(&format!("/submissions/{code}")).await;
+    assert_eq!(
+        status["download_urls_issued_at"].as_array().unwrap().len(),
+        16,
+        "{status}"
+    );
+    let verified = fixture.cli(&["audit", "verify"]);
+    assert!(verified.status.success(), "{verified:?}");
 }
