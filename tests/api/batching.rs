@@ -3,7 +3,9 @@
 
 use crate::backend_tests;
 use crate::helpers::{Backend, Fixture, audit_after_leases, bytes, sha256_hex};
-use exam_depository::db::{BatchOp, BatchOutcome, CommitOutcome, NewSubmission, UploadCommit};
+use exam_depository::db::{
+    BatchOp, BatchOutcome, CommitOutcome, NewSubmission, StudentRow, UploadCommit,
+};
 use exam_depository::domain::audit::AuditEntry;
 use exam_depository::domain::{codes, time};
 use exam_depository::storage::ObjectHeaders;
@@ -47,6 +49,25 @@ fn disclosed_id(result: &Result<BatchOutcome, String>) -> Option<i64> {
     match result {
         Ok(BatchOutcome::Disclosed(found)) => found.as_ref().map(|s| s.id),
         other => panic!("not a disclosure: {other:?}"),
+    }
+}
+
+/// The record of an upload of `bytes(500, 2)` stored under `key`.
+fn upload_record(student: &StudentRow, key: &str, verification_code: &str) -> UploadCommit {
+    UploadCommit {
+        student_id: student.id,
+        nickname: student.nickname.clone(),
+        limit: 5,
+        new: NewSubmission {
+            verification_code: verification_code.to_owned(),
+            storage_key: key.to_owned(),
+            original_filename: "b.pdf".into(),
+            content_type: "application/pdf".into(),
+            size_bytes: 500,
+            md5: "0".repeat(32),
+            sha256: sha256_hex(&bytes(500, 2)),
+            expires_at: time::from_now(std::time::Duration::from_secs(3600)),
+        },
     }
 }
 
@@ -101,21 +122,8 @@ async fn an_upload_record_redraws_a_taken_code_and_gives_back_a_lost_reservation
         content_type: "application/pdf".into(),
         content_disposition: "attachment".into(),
     };
-    let upload = |key: &str, verification_code: &str| UploadCommit {
-        student_id: student.id,
-        nickname: student.nickname.clone(),
-        limit: 5,
-        new: NewSubmission {
-            verification_code: verification_code.to_owned(),
-            storage_key: key.to_owned(),
-            original_filename: "b.pdf".into(),
-            content_type: "application/pdf".into(),
-            size_bytes: 500,
-            md5: "0".repeat(32),
-            sha256: sha256_hex(&bytes(500, 2)),
-            expires_at: time::from_now(std::time::Duration::from_secs(3600)),
-        },
-    };
+    let upload =
+        |key: &str, verification_code: &str| upload_record(&student, key, verification_code);
     let results = depository
         .db
         .write_batch(&[
@@ -294,21 +302,11 @@ async fn lookups_in_a_batch_record_only_downloadable_submissions(backend: Backen
         .await
         .unwrap()
         .unwrap();
-    let lost_upload = UploadCommit {
-        student_id: student.id,
-        nickname: student.nickname.clone(),
-        limit: 5,
-        new: NewSubmission {
-            verification_code: codes::new_verification_code(),
-            storage_key: codes::new_storage_key(),
-            original_filename: "b.pdf".into(),
-            content_type: "application/pdf".into(),
-            size_bytes: 1,
-            md5: "0".repeat(32),
-            sha256: "0".repeat(64),
-            expires_at: time::from_now(std::time::Duration::from_secs(3600)),
-        },
-    };
+    let lost_upload = upload_record(
+        &student,
+        &codes::new_storage_key(),
+        &codes::new_verification_code(),
+    );
     let key = codes::new_storage_key();
     let batches = [
         vec![
