@@ -384,15 +384,7 @@ impl Db {
             Ok(disclosures)
         };
         match self.timed(calls).await {
-            Ok(disclosures) => Ok(ops
-                .iter()
-                .map(|op| match op {
-                    BatchOp::Disclose {
-                        verification_code, ..
-                    } => BatchOutcome::Disclosed(disclosures.row(verification_code)),
-                    _ => BatchOutcome::Done,
-                })
-                .collect()),
+            Ok(disclosures) => Ok(disclosures.outcomes(ops)),
             Err(error) => Err(self.roll_back_fused(conn, error).await),
         }
     }
@@ -509,5 +501,17 @@ impl<'a> Disclosures<'a> {
 
     fn row(&self, code: &str) -> Option<SubmissionRow> {
         self.found.get(code).cloned()
+    }
+
+    /// The outcomes of a batch without uploads: each lookup's submission, `Done` for the rest.
+    fn outcomes(&self, ops: &[BatchOp]) -> Vec<BatchOutcome> {
+        ops.iter()
+            .map(|op| match op {
+                BatchOp::Disclose {
+                    verification_code, ..
+                } => BatchOutcome::Disclosed(self.row(verification_code)),
+                _ => BatchOutcome::Done,
+            })
+            .collect()
     }
 }
