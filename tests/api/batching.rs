@@ -16,6 +16,7 @@ backend_tests!(
     other_writers_get_the_database_while_batches_stream,
     a_batch_locked_out_fails_alone_and_the_writer_recovers,
     lookups_in_a_batch_record_only_downloadable_submissions,
+    a_lookup_locked_out_answers_503_and_records_nothing,
 );
 
 fn event(n: u32) -> AuditEntry {
@@ -216,13 +217,11 @@ async fn other_writers_get_the_database_while_batches_stream(backend: Backend) {
 /// Another process holds the write lock (SQLite) or the audit head's row (PostgreSQL) past
 /// the database timeout: the batch waiting for it fails, none of its writes land, and once
 /// the lock is gone the next batches commit on a writer that was not left in a transaction.
-async fn a_batch_locked_out_fails_alone_and_the_writer_recovers(backend: Backend) {
+/// Another connection holding the write lock (SQLite) or the audit head's row lock
+/// (PostgreSQL), as another process or replica in a long transaction would. Roll it back
+/// with `ROLLBACK`.
+async fn lock_the_audit_log(fixture: &Fixture, backend: &Backend) -> sqlx::AnyConnection {
     use sqlx::Connection as _;
-    let fixture = Fixture::new(&backend).await;
-    let app = fixture.spawn(|c| c.db_timeout_seconds = 1).await;
-    let group = &app.state.depository.group;
-    group.submit(BatchOp::Audit(event(1))).await.unwrap();
-
     sqlx::any::install_default_drivers();
     let mut locker = sqlx::AnyConnection::connect(&fixture.effective_database_url())
         .await
@@ -234,6 +233,17 @@ async fn a_batch_locked_out_fails_alone_and_the_writer_recovers(backend: Backend
         }
     };
     sqlx::raw_sql(lock).execute(&mut locker).await.unwrap();
+    locker
+}
+
+async fn a_batch_locked_out_fails_alone_and_the_writer_recovers(backend: Backend) {
+    use sqlx::Connection as _;
+    let fixture = Fixture::new(&backend).await;
+    let app = fixture.spawn(|c| c.db_timeout_seconds = 1).await;
+    let group = &app.state.depository.group;
+    group.submit(BatchOp::Audit(event(1))).await.unwrap();
+
+    let mut locker = lock_the_audit_log(&fixture, &backend).await;
     let started = std::time::Instant::now();
     let locked_key = codes::new_storage_key();
     let (audit, reservation) = tokio::join!(
@@ -383,4 +393,41 @@ async fn lookups_in_a_batch_record_only_downloadable_submissions(backend: Backen
     let verify = fixture.cli(&["audit", "verify"]);
     assert!(verify.status.success(), "{verify:?}");
     audit_after_leases(depository).await;
+}
+
+/// A lookup whose disclosure cannot be recorded hands out no link: it answers 503 within the
+/// database timeout and leaves no event; once the lock is gone the same lookup works.
+async fn a_lookup_locked_out_answers_503_and_records_nothing(backend: Backend) {
+    use sqlx::Connection as _;
+    let fixture = Fixture::new(&backend).await;
+    let app = fixture.spawn(|c| c.db_timeout_seconds = 1).await;
+    let code = app.upload_code("ada").await;
+    let verification = app.upload_ok(&code, bytes(100, 1)).await;
+
+    let mut locker = lock_the_audit_log(&fixture, &backend).await;
+    let started = std::time::Instant::now();
+    let refused = app.download_url(&verification).await;
+    assert_eq!(refused.status(), 503);
+    assert!(refused.headers().contains_key("retry-after"));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    locker.close().await.unwrap();
+
+    let status = app.get_json(&format!("/submissions/{code}")).await;
+    assert_eq!(status["download_urls_issued_at"], serde_json::json!([]));
+    assert_eq!(app.download_url(&verification).await.status(), 200);
+    let status = app.get_json(&format!("/submissions/{code}")).await;
+    assert_eq!(
+        status["download_urls_issued_at"].as_array().unwrap().len(),
+        1
+    );
+    let verify = fixture.cli(&["audit", "verify"]);
+    assert!(verify.status.success(), "{verify:?}");
 }
