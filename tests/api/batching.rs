@@ -218,8 +218,8 @@ async fn other_writers_get_the_database_while_batches_stream(backend: Backend) {
 /// the database timeout: the batch waiting for it fails, none of its writes land, and once
 /// the lock is gone the next batches commit on a writer that was not left in a transaction.
 /// Another connection holding the write lock (SQLite) or the audit head's row lock
-/// (PostgreSQL), as another process or replica in a long transaction would. Roll it back
-/// with `ROLLBACK`.
+/// (PostgreSQL), as another process or replica in a long transaction would; see
+/// [`release_the_audit_log`].
 async fn lock_the_audit_log(fixture: &Fixture, backend: &Backend) -> sqlx::AnyConnection {
     use sqlx::Connection as _;
     sqlx::any::install_default_drivers();
@@ -236,14 +236,23 @@ async fn lock_the_audit_log(fixture: &Fixture, backend: &Backend) -> sqlx::AnyCo
     locker
 }
 
-async fn a_batch_locked_out_fails_alone_and_the_writer_recovers(backend: Backend) {
+/// Rolls back and closes the connection from [`lock_the_audit_log`].
+async fn release_the_audit_log(mut locker: sqlx::AnyConnection) {
     use sqlx::Connection as _;
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    locker.close().await.unwrap();
+}
+
+async fn a_batch_locked_out_fails_alone_and_the_writer_recovers(backend: Backend) {
     let fixture = Fixture::new(&backend).await;
     let app = fixture.spawn(|c| c.db_timeout_seconds = 1).await;
     let group = &app.state.depository.group;
     group.submit(BatchOp::Audit(event(1))).await.unwrap();
 
-    let mut locker = lock_the_audit_log(&fixture, &backend).await;
+    let locker = lock_the_audit_log(&fixture, &backend).await;
     let started = std::time::Instant::now();
     let locked_key = codes::new_storage_key();
     let (audit, reservation) = tokio::join!(
@@ -256,11 +265,7 @@ async fn a_batch_locked_out_fails_alone_and_the_writer_recovers(backend: Backend
         "{:?}",
         started.elapsed()
     );
-    sqlx::raw_sql("ROLLBACK")
-        .execute(&mut locker)
-        .await
-        .unwrap();
-    locker.close().await.unwrap();
+    release_the_audit_log(locker).await;
 
     group.submit(BatchOp::Audit(event(3))).await.unwrap();
     let key = codes::new_storage_key();
@@ -398,13 +403,12 @@ async fn lookups_in_a_batch_record_only_downloadable_submissions(backend: Backen
 /// A lookup whose disclosure cannot be recorded hands out no link: it answers 503 within the
 /// database timeout and leaves no event; once the lock is gone the same lookup works.
 async fn a_lookup_locked_out_answers_503_and_records_nothing(backend: Backend) {
-    use sqlx::Connection as _;
     let fixture = Fixture::new(&backend).await;
     let app = fixture.spawn(|c| c.db_timeout_seconds = 1).await;
     let code = app.upload_code("ada").await;
     let verification = app.upload_ok(&code, bytes(100, 1)).await;
 
-    let mut locker = lock_the_audit_log(&fixture, &backend).await;
+    let locker = lock_the_audit_log(&fixture, &backend).await;
     let started = std::time::Instant::now();
     let refused = app.download_url(&verification).await;
     assert_eq!(refused.status(), 503);
@@ -414,11 +418,7 @@ async fn a_lookup_locked_out_answers_503_and_records_nothing(backend: Backend) {
         "{:?}",
         started.elapsed()
     );
-    sqlx::raw_sql("ROLLBACK")
-        .execute(&mut locker)
-        .await
-        .unwrap();
-    locker.close().await.unwrap();
+    release_the_audit_log(locker).await;
 
     let status = app.get_json(&format!("/submissions/{code}")).await;
     assert_eq!(status["download_urls_issued_at"], serde_json::json!([]));
